@@ -1,0 +1,89 @@
+# motcua — one-stop-shop e-government services. `make run` and `make test` are the two commands.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+PY := .venv/bin/python
+GOBIN ?= $(shell go env GOPATH 2>/dev/null || echo $$HOME/go)/bin
+BUF ?= $(GOBIN)/buf
+HELM ?= $(GOBIN)/helm
+export HELM
+BUF_VERSION ?= v1.75.0
+HELM_VERSION ?= v3.22.0
+PYTEST_ARGS ?=
+
+.PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
+        buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
+        helm-deps duplicates clean
+
+help:
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: ## Install the Python workspace (.venv) from uv.lock
+	@command -v $(UV) >/dev/null || python3 -m pip install -q "uv==0.13.8"
+	$(UV) sync --frozen --python 3.11 -q
+
+tools: ## Install buf and helm with go install (into $(GOBIN))
+	@test -x $(BUF) || go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@test -x $(HELM) || go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+run: setup ## Kafka + the services on SQLite + a demo dossier; Ctrl-C stops everything
+	bash scripts/run.sh
+
+test: setup tools ## Unit, integration (real Kafka + PostgreSQL) and chart tests
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: setup ## Only the fast tests (no broker, no database server)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup ## ruff + mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy packages/kit services tests/harness.py
+
+fmt: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+protos: setup ## Regenerate Python code from protos/ into packages/contracts
+	bash scripts/gen_protos.sh
+
+protos-check: setup ## Fail when the committed generated code is stale
+	bash scripts/check_protos.sh
+
+buf-lint: tools
+	cd protos && $(BUF) lint
+
+buf-breaking: tools ## Compatibility against the released baseline and the previous commit
+	cd protos && $(BUF) breaking --against buf.baseline.binpb
+	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:protos/buf.yaml 2>/dev/null; then \
+	  cd protos && $(BUF) breaking --against '../.git#ref=HEAD~1,subdir=protos'; \
+	else echo "buf breaking: no previous commit with protos; baseline checked only"; fi
+
+protos-baseline: tools ## Record the current protos as the released baseline (on release only)
+	cd protos && $(BUF) build -o buf.baseline.binpb
+
+workflows: setup ## Redraw docs/workflows.md from the workflow data
+	$(PY) -m motcua_dossier.tools.draw_workflows --output docs/workflows.md
+
+workflows-check: setup
+	$(PY) -m motcua_dossier.tools.draw_workflows --output docs/workflows.md --check
+
+helm-deps: tools
+	bash helm/build-deps.sh
+
+bench: setup ## Benchmarks as ratios against the bare stack, written to docs/benchmarks.md
+	$(PY) -m bench.run --write docs/benchmarks.md
+
+infra-up: ## Start the local Kafka broker and PostgreSQL
+	bash infra/kafka.sh start
+	bash infra/postgres.sh start
+
+infra-down: ## Stop them
+	-bash infra/kafka.sh stop
+	-bash infra/postgres.sh stop
+
+duplicates:
+	duplicates packages services tests
+
+clean:
+	rm -rf .state .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+{{/*
+Suite-wide objects, included by the umbrella chart (helm/motcua): the Kafka topics and the
+Grafana dashboard.
+*/}}
+
+{{/*
+Strimzi KafkaTopic objects for the four event topics and their .dlq companions (off by default:
+most clusters manage topics outside the application's release). Kept on `helm uninstall`
+unless kafkaTopics.keepOnUninstall is false: deleting a KafkaTopic deletes its data.
+*/}}
+{{- define "motcua-lib.kafkatopics" -}}
+{{- $t := .Values.kafkaTopics -}}
+{{- if $t.enabled -}}
+{{- if not $t.clusterName -}}
+{{- fail "motcua: kafkaTopics.clusterName is required when kafkaTopics.enabled is true (the Strimzi Kafka cluster's name)" -}}
+{{- end -}}
+{{- $g := .Values.global | default dict -}}
+{{- $defaultPartitions := dig "kafka" "topicPartitions" 3 $g -}}
+{{- range $svc := list "dossier" "payment" "notify" "audit" }}
+{{- range $suffix := list "" ".dlq" }}
+{{- $name := printf "motcua.%s.v1%s" $svc $suffix }}
+{{- $kind := ternary "dlq" "main" (eq $suffix ".dlq") }}
+{{- $spec := get $t $kind | default dict }}
+{{- $override := get ($t.overrides | default dict) $name | default dict }}
+---
+apiVersion: kafka.strimzi.io/v1beta2
+kind: KafkaTopic
+metadata:
+  name: {{ $name }}
+  namespace: {{ $t.namespace | default $.Release.Namespace }}
+  labels:
+    strimzi.io/cluster: {{ $t.clusterName | quote }}
+    {{- include "motcua-lib.labels" (dict "ctx" $ "component" "kafka-topic") | nindent 4 }}
+  {{- if $t.keepOnUninstall }}
+  annotations:
+    helm.sh/resource-policy: keep
+  {{- end }}
+spec:
+  topicName: {{ $name }}
+  partitions: {{ $override.partitions | default $spec.partitions | default $defaultPartitions | int64 }}
+  replicas: {{ $override.replicas | default $t.replicas | int64 }}
+  config:
+    retention.ms: {{ $override.retentionMs | default $spec.retentionMs | int64 }}
+    min.insync.replicas: {{ $t.minInsyncReplicas | int64 }}
+    cleanup.policy: delete
+    {{- with $t.config }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Grafana dashboard, as a ConfigMap the Grafana sidecar picks up (label grafana_dashboard: "1"). */}}
+{{- define "motcua-lib.grafana-dashboard" -}}
+{{- $d := .Values.grafanaDashboard -}}
+{{- if $d.enabled -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ printf "%s-grafana-dashboard" .Release.Name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ $d.namespace | default .Release.Namespace }}
+  labels:
+    grafana_dashboard: "1"
+    {{- include "motcua-lib.labels" (dict "ctx" . "component" "dashboard") | nindent 4 }}
+    {{- with $d.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $d.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+data:
+  motcua-overview.json: |-
+    {{- .Files.Get "dashboards/motcua-overview.json" | nindent 4 }}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,295 @@
+"""The gRPC server every service runs: health, reflection, TLS, graceful stop, interceptors.
+
+Interceptors run outermost first: tracing (continue the caller's trace) → metrics (RED) →
+authentication (JWT → :class:`~motcua_kit.auth.Principal`) → error mapping (refusals → status
+codes, in this one place). Health checks and reflection need no token: Kubernetes probes
+carry none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from motcua_kit import errors
+from motcua_kit.auth import TokenVerifier, reset_principal, set_principal
+from motcua_kit.metrics import GRPC_LATENCY, GRPC_REQUESTS
+from motcua_kit.tracing import context_from_headers
+
+log = logging.getLogger(__name__)
+
+_OPEN_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_STATUS_OF: dict[type[errors.Refusal], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+}
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+Wrapper = Callable[[Behaviour, str], Behaviour]
+
+
+def status_for(refusal: errors.Refusal) -> grpc.StatusCode:
+    """The gRPC status code of a refusal kind (the one mapping, used by every service)."""
+    for kind in type(refusal).__mro__:
+        if kind in _STATUS_OF:
+            return _STATUS_OF[kind]
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler | None, method: str, wrap: Wrapper
+) -> grpc.RpcMethodHandler | None:
+    """Apply ``wrap`` to a unary-request handler's behaviour; streaming requests pass through."""
+    if handler is None or handler.request_streaming:
+        return handler
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap(handler.unary_stream, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.unary_unary_rpc_method_handler(
+        wrap(handler.unary_unary, method),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class _WrappingInterceptor(grpc.ServerInterceptor):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        handler = continuation(handler_call_details)
+        if method.startswith(_OPEN_METHODS) and not self.wraps_open_methods:
+            return handler
+        return _wrap_handler(handler, method, self.wrap)
+
+    wraps_open_methods = False
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        raise NotImplementedError
+
+
+class TracingInterceptor(_WrappingInterceptor):
+    """Continues the caller's trace (``traceparent`` metadata) in a server span."""
+
+    def __init__(self, service: str) -> None:
+        self._tracer = trace.get_tracer(f"motcua.{service}.grpc")
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        def traced(request: Any, context: grpc.ServicerContext) -> Any:
+            headers = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+            token = otel_context.attach(context_from_headers(headers))
+            try:
+                with self._tracer.start_as_current_span(
+                    method.rsplit("/", 1)[-1],
+                    kind=trace.SpanKind.SERVER,
+                    attributes={"rpc.system": "grpc", "rpc.method": method},
+                ):
+                    return behaviour(request, context)
+            finally:
+                otel_context.detach(token)
+
+        return traced
+
+
+class MetricsInterceptor(_WrappingInterceptor):
+    """RED metrics per method: calls by status code, latency histogram."""
+
+    wraps_open_methods = True
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        def measured(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                result = behaviour(request, context)
+                set_code = context.code()
+                if set_code is not None:
+                    code = set_code.name
+                return result
+            except Exception:
+                set_code = context.code()
+                code = set_code.name if set_code is not None else "UNKNOWN"
+                raise
+            finally:
+                GRPC_REQUESTS.labels(self._service, method, code).inc()
+                GRPC_LATENCY.labels(self._service, method).observe(time.perf_counter() - started)
+
+        return measured
+
+
+class AuthInterceptor(_WrappingInterceptor):
+    """Requires a valid bearer token on every call but health checks and reflection."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
+            header = dict(context.invocation_metadata()).get("authorization", "")
+            if not isinstance(header, str) or not header.lower().startswith("bearer "):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+            try:
+                principal = self._verifier.verify(str(header)[7:].strip())
+            except errors.Unauthenticated as exc:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+            span = trace.get_current_span()
+            span.set_attribute("enduser.role", principal.primary_role)
+            token = set_principal(principal)
+            try:
+                return behaviour(request, context)
+            finally:
+                reset_principal(token)
+
+        return authenticated
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    return ".".join(str(p) for p in loc) or "request"
+
+
+class ErrorMappingInterceptor(_WrappingInterceptor):
+    """Turns refusals into status codes; INVALID_ARGUMENT carries a BadRequest naming the field.
+
+    Anything else is a bug: logged with its trace, answered INTERNAL without internals.
+    """
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behaviour(request, context)
+            except errors.InvalidArgument as exc:
+                _abort_invalid(context, [(exc.field, exc.reason)])
+            except ValidationError as exc:
+                violations = [(_field_path(e["loc"]), e["msg"]) for e in exc.errors()]
+                _abort_invalid(context, violations)
+            except errors.Refusal as exc:
+                context.abort(status_for(exc), exc.message)
+            except Exception as exc:
+                if context.code() is not None:
+                    raise  # already aborted deliberately
+                log.exception("unhandled error in %s", method)
+                trace.get_current_span().record_exception(exc)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return mapped
+
+
+def _abort_invalid(context: grpc.ServicerContext, violations: list[tuple[str, str]]) -> None:
+    detail = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+            for f, d in violations
+        ]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    message = "; ".join(f"{f}: {d}" for f, d in violations)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[packed])
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """Certificate files for the server; with a client CA, clients must present a certificate."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(self.key_file.read_bytes(), self.cert_file.read_bytes())],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
+Registration = Callable[[grpc.Server], None]
+
+
+class GrpcServer:
+    """A thread-pool gRPC server with health, reflection and graceful shutdown."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        host: str,
+        port: int,
+        registrations: Iterable[tuple[str, Registration]],
+        verifier: TokenVerifier,
+        tls: ServerTLS | None = None,
+        max_workers: int = 16,
+    ) -> None:
+        self.service = service
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+            interceptors=[
+                TracingInterceptor(service),
+                MetricsInterceptor(service),
+                AuthInterceptor(verifier),
+                ErrorMappingInterceptor(),
+            ],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        self._service_names: list[str] = []
+        for full_name, register in registrations:
+            register(self._server)
+            names.append(full_name)
+            self._service_names.append(full_name)
+        reflection.enable_server_reflection(names, self._server)
+        address = f"{host}:{port}"
+        if tls is not None:
+            self.port = self._server.add_secure_port(address, tls.credentials())
+        else:
+            self.port = self._server.add_insecure_port(address)
+        self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set_all(self, status: int) -> None:
+        for name in ["", *self._service_names]:
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        self._server.start()
+        self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, refuse new calls, let in-flight calls finish within ``grace``."""
+        self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._server.stop(grace).wait(grace + 1)
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()

@@ -1,0 +1,56 @@
+"""Settings from environment variables, one prefix per service (``MOTCUA_<SERVICE>_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What every service is configured with; a service subclasses it and sets its prefix.
+
+    Defaults suit a laptop: SQLite under ``.state/``, Kafka on 127.0.0.1:9092, servers bound to
+    127.0.0.1. The Helm chart sets the production values.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="MOTCUA_")
+
+    service_name: str = "motcua"
+    database_url: str = "sqlite:///.state/motcua.db"
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    topic_partitions: int = Field(default=3, ge=1)
+
+    bind_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    grpc_max_workers: int = Field(default=16, ge=1)
+
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str = "motcua"
+    jwt_audience: str = "motcua"
+
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+
+    otlp_endpoint: str = ""
+    log_level: str = "INFO"
+
+    outbox_relay_enabled: bool = True
+    outbox_poll_seconds: float = Field(default=0.2, gt=0)
+    outbox_batch_size: int = Field(default=200, ge=1)
+    consumer_group: str = ""  # default: motcua-<service>
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    consumer_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    kafka_create_topics: bool = True

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Fails when packages/contracts/motcua differs from what protos/ generate (docs/adr/0003).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+OUT="$TMP" bash "$ROOT/scripts/gen_protos.sh"
+if ! diff -r -x __pycache__ "$ROOT/packages/contracts/motcua" "$TMP/motcua"; then
+  echo "generated code is stale: run 'make protos' and commit the result" >&2
+  exit 1
+fi
+echo "generated code is current"

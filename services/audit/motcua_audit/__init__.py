@@ -1,0 +1,1 @@
+"""motcua audit service: a trail of every event and every access to personal data."""

@@ -1,0 +1,1 @@
+"""motcua dossier service: intake and processing of administrative-procedure dossiers."""

@@ -1,0 +1,1 @@
+"""The dossier domain: rules and reference data as plain Python; imports no adapter."""

@@ -1,0 +1,1 @@
+"""Developer commands of the dossier service (run with python -m)."""

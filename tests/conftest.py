@@ -1,0 +1,117 @@
+"""Shared fixtures: the real broker and database, JWT keys, service processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Kafka, Postgres, ServiceProcess
+from motcua_kit.auth import generate_signing_key, mint_token
+
+_started: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[Kafka]:
+    """A real Apache Kafka broker (KRaft) from infra/kafka.sh, for the whole session."""
+    state = Path(tempfile.mkdtemp(prefix="motcua-kafka-"))
+    broker = Kafka(state_dir=state)
+    broker.start()
+    _started.append(f"Apache Kafka (KRaft, single node) at {broker.bootstrap}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL cluster from infra/postgres.sh, for the whole session."""
+    pg = Postgres()
+    pg.start()
+    _started.append(f"PostgreSQL at 127.0.0.1:{pg.port}")
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _started:
+        terminalreporter.write_sep("-", "integration tests ran against")
+        for line in _started:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
+    """A throwaway identity-provider key: (private PEM, path of the public PEM)."""
+    private_pem, public_pem = generate_signing_key()
+    path = tmp_path_factory.mktemp("jwt") / "public.pem"
+    path.write_bytes(public_pem)
+    return private_pem, path
+
+
+@pytest.fixture(scope="session")
+def token(signing_keys: tuple[bytes, Path]) -> Callable[..., str]:
+    """``token("citizen", citizen_id=...)`` → a signed bearer token."""
+    private_pem, _ = signing_keys
+
+    def make(*roles: str, subject: str = "", agency: str = "", citizen_id: str = "") -> str:
+        return mint_token(
+            private_pem,
+            subject or f"{roles[0]}-{citizen_id or agency or 'x'}",
+            roles,
+            agency=agency,
+            citizen_id=citizen_id,
+        )
+
+    return make
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """A factory of fresh database URLs, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return lambda name: f"sqlite:///{tmp_path}/{name}.db"
+    pg: Postgres = request.getfixturevalue("postgres")
+    return lambda name: pg.create_database(name)
+
+
+@pytest.fixture
+def service_factory(
+    kafka: Kafka,
+    signing_keys: tuple[bytes, Path],
+    tmp_path: Path,
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Build service processes wired to the test broker; all are killed at the end."""
+    made: list[ServiceProcess] = []
+    group_suffix = os.urandom(4).hex()
+
+    def make(name: str, database_url: str, **env: str) -> ServiceProcess:
+        prefix = f"MOTCUA_{name.upper()}_"
+        base = {
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "JWT_PUBLIC_KEY_FILE": str(signing_keys[1]),
+            "CONSUMER_GROUP": f"motcua-{name}-{group_suffix}",
+            "OUTBOX_POLL_SECONDS": "0.05",
+            "SHUTDOWN_GRACE_SECONDS": "5",
+            "LOG_LEVEL": "INFO",
+        }
+        base.update(env)
+        proc = ServiceProcess(name, {prefix + k: v for k, v in base.items()}, tmp_path)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(10)

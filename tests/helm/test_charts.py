@@ -1,0 +1,745 @@
+"""The Helm charts (helm/): lint, render, and the rules every rendered object must follow.
+
+Works on a copy of helm/ in which helm/build-deps.sh has packaged the library chart, so the
+tests see the library as it is in the working tree and leave no files behind. Needs the `helm`
+binary (on PATH or at /root/go/bin/helm); without it the tests fail rather than skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HELM_SRC = ROOT / "helm"
+RUNBOOKS = ROOT / "docs" / "operations" / "runbooks.md"
+SERVICES = ("dossier", "notify", "payment", "audit")
+KUBE_VERSION = "1.30.0"
+RELEASE = "motcua"
+NAMESPACE = "motcua"
+MONITORING_API = "monitoring.coreos.com/v1"
+DEV = "values-dev.yaml"
+PROD = "values-prod.yaml"
+TOPICS = {
+    f"motcua.{s}.v1{d}" for s in ("dossier", "payment", "notify", "audit") for d in ("", ".dlq")
+}
+SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|DATABASE_URL|API_KEY|PRIVATE_KEY|SIGNING_KEY)")
+
+Doc = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# helm
+# --------------------------------------------------------------------------------------------
+
+
+def find_helm() -> str:
+    found = shutil.which("helm")
+    if found:
+        return found
+    fallback = Path("/root/go/bin/helm")
+    if fallback.is_file() and os.access(fallback, os.X_OK):
+        return str(fallback)
+    pytest.fail(
+        "the helm binary was found neither on PATH nor at /root/go/bin/helm; install it with "
+        "`GOBIN=/root/go/bin go install helm.sh/helm/v3/cmd/helm@v3.22.0`",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    return find_helm()
+
+
+@pytest.fixture(scope="session")
+def umbrella(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of helm/ with motcua-lib packaged into every chart; returns the umbrella chart."""
+    dest = tmp_path_factory.mktemp("charts") / "helm"
+    shutil.copytree(HELM_SRC, dest, ignore=shutil.ignore_patterns("*.tgz", "__pycache__"))
+    result = subprocess.run(
+        [str(dest / "build-deps.sh")],
+        env={**os.environ, "HELM": helm},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"helm/build-deps.sh failed:\n{result.stdout}\n{result.stderr}"
+    return dest / "motcua"
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+def template_args(
+    umbrella: Path, values: tuple[str, ...], sets: tuple[str, ...], api: tuple[str, ...]
+) -> list[str]:
+    args = [
+        "template",
+        RELEASE,
+        str(umbrella),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ]
+    for v in values:
+        args += ["-f", str(umbrella / v)]
+    for s in sets:
+        args += ["--set", s]
+    for a in api:
+        args += ["--api-versions", a]
+    return args
+
+
+_renders: dict[tuple, list[Doc]] = {}
+
+
+def render(
+    helm: str,
+    umbrella: Path,
+    *values: str,
+    sets: tuple[str, ...] = (),
+    api: tuple[str, ...] = (),
+) -> list[Doc]:
+    key = (values, sets, api)
+    if key not in _renders:
+        result = run_helm(helm, *template_args(umbrella, values, sets, api))
+        assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
+        _renders[key] = [d for d in yaml.safe_load_all(result.stdout) if d]
+    return _renders[key]
+
+
+def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def of_service(docs: list[Doc], svc: str) -> list[Doc]:
+    return [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") == svc]
+
+
+def one(docs: list[Doc], kind: str, svc: str, component: str | None = None) -> Doc:
+    found = [
+        d
+        for d in of_service(of_kind(docs, kind), svc)
+        if component is None
+        or d["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    assert len(found) == 1, f"expected one {kind} for {svc}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(docs: list[Doc]) -> Iterator[tuple[str, Doc]]:
+    for d in docs:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        if d["kind"] in ("Deployment", "Job"):
+            yield name, d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield name, d["spec"]
+
+
+def env_of(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.fixture(scope="session", params=[DEV, PROD])
+def values_file(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def rendered(helm: str, umbrella: Path, values_file: str) -> list[Doc]:
+    return render(helm, umbrella, values_file)
+
+
+# --------------------------------------------------------------------------------------------
+# Layout and lint
+# --------------------------------------------------------------------------------------------
+
+
+def test_generated_service_charts_match_their_generator() -> None:
+    result = subprocess.run(
+        [sys.executable, str(HELM_SRC / "tools" / "gen_subcharts.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_service_charts_only_include_library_templates(svc: str) -> None:
+    chart = HELM_SRC / "motcua" / "charts" / svc
+    # Chart.lock is build-deps.sh output, not part of the chart.
+    files = {p.name for p in chart.iterdir() if p.is_file()} - {"Chart.lock"}
+    assert files == {"Chart.yaml", "values.yaml", "values.schema.json"}
+    templates = [p for p in (chart / "templates").rglob("*") if p.is_file()]
+    assert templates
+    for path in templates:
+        text = path.read_text().strip()
+        assert re.fullmatch(r'\{\{- include "motcua-lib\.[\w-]+" \. \}\}', text), (
+            f"{path}: {text!r}"
+        )
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    assert meta["dependencies"] == [
+        {"name": "motcua-lib", "version": "0.1.0", "repository": "file://../../../motcua-lib"}
+    ]
+    assert yaml.safe_load((HELM_SRC / "motcua-lib" / "Chart.yaml").read_text())["type"] == "library"
+
+
+def test_lint_passes(helm: str, umbrella: Path, values_file: str) -> None:
+    result = run_helm(
+        helm,
+        "lint",
+        str(umbrella),
+        "--strict",
+        "--kube-version",
+        KUBE_VERSION,
+        "-f",
+        str(umbrella / values_file),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# What every service gets
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_every_service_has_its_objects(rendered: list[Doc], svc: str) -> None:
+    for kind in (
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ):
+        one(rendered, kind, svc)
+    service = one(rendered, "Service", svc)
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "grpc": 50051,
+        "http-metrics": 9100,
+    }
+    hpa = one(rendered, "HorizontalPodAutoscaler", svc)
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": f"{RELEASE}-{svc}",
+    }
+    cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource"]
+    assert cpu[0]["resource"]["name"] == "cpu"
+    assert cpu[0]["resource"]["target"]["type"] == "Utilization"
+    pdb = one(rendered, "PodDisruptionBudget", svc)
+    assert pdb["apiVersion"] == "policy/v1"
+    assert (
+        pdb["spec"]["selector"]["matchLabels"]
+        == one(rendered, "Deployment", svc)["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_every_object_has_the_standard_labels(rendered: list[Doc]) -> None:
+    for d in rendered:
+        labels = d["metadata"].get("labels", {})
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert key in labels, f"{d['kind']}/{d['metadata']['name']} lacks label {key}"
+
+
+def test_every_pod_is_restricted(rendered: list[Doc]) -> None:
+    specs = list(pod_specs(rendered))
+    assert len(specs) == 3 * len(SERVICES)  # Deployment, migration Job, test Pod
+    for name, spec in specs:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001, name
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["runAsUser"] == 10001, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert c["resources"]["requests"].keys() >= {"cpu", "memory"}, name
+            assert c["resources"]["limits"].keys() >= {"cpu", "memory"}, name
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_deployment_runs_the_service_contract(
+    rendered: list[Doc], values_file: str, svc: str
+) -> None:
+    dep = one(rendered, "Deployment", svc)
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert c["command"] == ["python", "-m", f"motcua_{svc}", "serve"]
+    assert re.fullmatch(rf"([^/]+/)?motcua/{svc}:[\w.-]+", c["image"]), c["image"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "grpc": 50051,
+        "http-metrics": 9100,
+    }
+    assert spec["enableServiceLinks"] is False
+    assert spec["topologySpreadConstraints"]
+    for t in spec["topologySpreadConstraints"]:
+        assert t["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    # Non-secret settings from the ConfigMap, secrets by reference.
+    cm = one(rendered, "ConfigMap", svc)
+    assert c["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+    prefix = f"MOTCUA_{svc.upper()}_"
+    data = cm["data"]
+    assert data[prefix + "GRPC_PORT"] == "50051"
+    assert data[prefix + "METRICS_PORT"] == "9100"
+    assert data[prefix + "BIND_HOST"] == "0.0.0.0"
+    assert data[prefix + "KAFKA_BOOTSTRAP"]
+    assert data[prefix + "KAFKA_SECURITY_PROTOCOL"] in ("PLAINTEXT", "SSL", "SASL_SSL")
+    assert all(k.startswith(prefix) for k in data)
+    db = env_of(c)[prefix + "DATABASE_URL"]
+    assert db["valueFrom"]["secretKeyRef"]["name"] == f"motcua-{svc}-db"
+    assert checksum_annotation(dep)
+    # Probes: gRPC health while gRPC is plaintext; HTTP health when it serves TLS (prod).
+    tls = prefix + "TLS_CERT_FILE" in data
+    assert tls == (values_file == PROD)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if tls:
+            assert c[probe]["httpGet"]["port"] == "http-metrics"
+        else:
+            assert c[probe]["grpc"] == {"port": 50051}
+    assert c["readinessProbe"].get("httpGet", {}).get("path", "/readyz") == "/readyz"
+
+
+def checksum_annotation(dep: Doc) -> str:
+    return dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+
+def test_prod_runs_at_least_two_replicas_with_budgets(helm: str, umbrella: Path) -> None:
+    docs = render(helm, umbrella, PROD)
+    for svc in SERVICES:
+        assert one(docs, "HorizontalPodAutoscaler", svc)["spec"]["minReplicas"] >= 2
+        assert one(docs, "PodDisruptionBudget", svc)["spec"]["minAvailable"] == 1
+    # The lag metric reaches the HPA as a Pods metric where it is turned on.
+    metrics = one(docs, "HorizontalPodAutoscaler", "notify")["spec"]["metrics"]
+    assert {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "motcua_consumer_lag"},
+            "target": {"type": "AverageValue", "averageValue": "500"},
+        },
+    } in metrics
+
+
+def test_without_autoscaling_the_deployment_sets_replicas(helm: str, umbrella: Path) -> None:
+    docs = render(
+        helm, umbrella, DEV, sets=("dossier.autoscaling.enabled=false", "dossier.replicaCount=3")
+    )
+    assert one(docs, "Deployment", "dossier")["spec"]["replicas"] == 3
+    assert not of_service(of_kind(docs, "HorizontalPodAutoscaler"), "dossier")
+    assert "replicas" not in one(docs, "Deployment", "notify")["spec"]
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_literal_secrets(rendered: list[Doc]) -> None:
+    assert not of_kind(rendered, "Secret"), "the charts reference Secrets, they never create them"
+    credentials_in_url = re.compile(r"://[^/\s:@]+:[^@\s]+@")
+    for name, spec in pod_specs(rendered):
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                if SECRETISH.search(e["name"]) and not e["name"].endswith("_FILE"):
+                    assert set(e) == {"name", "valueFrom"}, (
+                        f"{name}: {e['name']} must come from a Secret"
+                    )
+                    assert "secretKeyRef" in e["valueFrom"], f"{name}: {e['name']}"
+                assert not credentials_in_url.search(str(e.get("value", ""))), (
+                    f"{name}: {e['name']}"
+                )
+    for cm in of_kind(rendered, "ConfigMap"):
+        for key, value in cm["data"].items():
+            if cm["metadata"]["labels"].get("grafana_dashboard") == "1":
+                continue
+            assert not (SECRETISH.search(key) and not key.endswith("_FILE")), f"{key} in ConfigMap"
+            assert not credentials_in_url.search(value), key
+
+
+def test_secret_material_is_mounted_read_only_from_secrets(helm: str, umbrella: Path) -> None:
+    docs = render(helm, umbrella, PROD)
+    for svc in SERVICES:
+        dep = one(docs, "Deployment", svc)
+        spec = dep["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        data = one(docs, "ConfigMap", svc)["data"]
+        prefix = f"MOTCUA_{svc.upper()}_"
+        for setting, volume in (
+            ("JWT_PUBLIC_KEY_FILE", "jwt"),
+            ("TLS_CERT_FILE", "tls"),
+            ("KAFKA_SSL_CAFILE", "kafka-ca"),
+        ):
+            mount = next(m for m in c["volumeMounts"] if m["name"] == volume)
+            assert mount["readOnly"] is True
+            assert data[prefix + setting].startswith(mount["mountPath"] + "/")
+            assert "secret" in volumes[volume]
+        assert volumes["tls"]["secret"]["secretName"] == f"motcua-{svc}-tls"
+        sasl = env_of(c)[prefix + "KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert sasl == {"name": f"motcua-{svc}", "key": "password"}
+
+
+# --------------------------------------------------------------------------------------------
+# NetworkPolicy
+# --------------------------------------------------------------------------------------------
+
+
+def test_network_policies_are_opt_in(helm: str, umbrella: Path) -> None:
+    assert not of_kind(render(helm, umbrella, DEV), "NetworkPolicy")
+    docs = render(helm, umbrella, DEV, sets=("global.networkPolicy.enabled=true",))
+    assert {d["metadata"]["name"] for d in of_kind(docs, "NetworkPolicy")} == {
+        f"{RELEASE}-{s}" for s in SERVICES
+    }
+    docs = render(helm, umbrella, DEV, sets=("notify.networkPolicy.enabled=true",))
+    assert [d["metadata"]["name"] for d in of_kind(docs, "NetworkPolicy")] == [f"{RELEASE}-notify"]
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_network_policy_allows_only_the_service_ports_and_its_dependencies(
+    helm: str, umbrella: Path, svc: str
+) -> None:
+    docs = render(helm, umbrella, PROD)
+    np = one(docs, "NetworkPolicy", svc)
+    spec = np["spec"]
+    assert (
+        spec["podSelector"]["matchLabels"]
+        == one(docs, "Deployment", svc)["spec"]["selector"]["matchLabels"]
+    )
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    ingress_ports = set()
+    for rule in spec["ingress"]:
+        assert rule.get("from"), "an ingress rule without `from` would admit everyone"
+        ingress_ports |= {p["port"] for p in rule["ports"]}
+    assert ingress_ports == {50051, 9100}
+    egress = [(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]]
+    assert {(53, "UDP"), (53, "TCP"), (9093, "TCP"), (5432, "TCP"), (4317, "TCP")} <= set(egress)
+    for rule in spec["egress"]:
+        assert rule.get("ports"), "an egress rule without ports would open every port"
+    cidrs = {
+        peer["ipBlock"]["cidr"]
+        for rule in spec["egress"]
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    }
+    external = {"notify": {"203.0.113.0/24", "198.51.100.25/32"}, "payment": {"192.0.2.0/24"}}.get(
+        svc, set()
+    )
+    assert cidrs == {"10.20.30.0/24"} | external
+
+
+# --------------------------------------------------------------------------------------------
+# Monitoring
+# --------------------------------------------------------------------------------------------
+
+
+def github_anchors(markdown: str) -> set[str]:
+    anchors = set()
+    for line in markdown.splitlines():
+        m = re.match(r"^#{1,6}\s+(.*)$", line)
+        if m:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(slug)
+    return anchors
+
+
+def test_monitoring_objects_absent_without_the_prometheus_operator_api(rendered: list[Doc]) -> None:
+    assert not of_kind(rendered, "ServiceMonitor")
+    assert not of_kind(rendered, "PrometheusRule")
+
+
+def test_monitoring_objects_follow_the_api_or_the_explicit_switch(
+    helm: str, umbrella: Path
+) -> None:
+    with_api = render(helm, umbrella, DEV, api=(MONITORING_API,))
+    assert len(of_kind(with_api, "ServiceMonitor")) == len(SERVICES)
+    assert len(of_kind(with_api, "PrometheusRule")) == len(SERVICES)
+    forced = render(
+        helm,
+        umbrella,
+        DEV,
+        sets=(
+            "global.monitoring.serviceMonitor.enabled=true",
+            "global.monitoring.prometheusRule.enabled=true",
+        ),
+    )
+    assert len(of_kind(forced, "ServiceMonitor")) == len(SERVICES)
+    assert len(of_kind(forced, "PrometheusRule")) == len(SERVICES)
+    off = render(
+        helm,
+        umbrella,
+        DEV,
+        sets=("global.monitoring.serviceMonitor.enabled=false",),
+        api=(MONITORING_API,),
+    )
+    assert not of_kind(off, "ServiceMonitor")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_service_monitor_scrapes_the_metrics_port(helm: str, umbrella: Path, svc: str) -> None:
+    docs = render(helm, umbrella, PROD, api=(MONITORING_API,))
+    sm = one(docs, "ServiceMonitor", svc)
+    assert (
+        sm["spec"]["selector"]["matchLabels"].items()
+        <= one(docs, "Service", svc)["metadata"]["labels"].items()
+    )
+    assert sm["spec"]["endpoints"][0]["port"] == "http-metrics"
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_alerts_link_to_existing_runbook_sections(helm: str, umbrella: Path, svc: str) -> None:
+    docs = render(helm, umbrella, DEV, api=(MONITORING_API,))
+    rules = [r for g in one(docs, "PrometheusRule", svc)["spec"]["groups"] for r in g["rules"]]
+    names = {r["alert"] for r in rules}
+    expected = {
+        "MotcuaGrpcHighErrorRatio",
+        "MotcuaConsumerLagGrowing",
+        "MotcuaOutboxStale",
+        "MotcuaDeadLetterIncreasing",
+    }
+    if svc == "audit":
+        expected.add("MotcuaAuditTreeHeadNotSigned")
+    assert names == expected
+    anchors = github_anchors(RUNBOOKS.read_text())
+    for r in rules:
+        base, _, anchor = r["annotations"]["runbook_url"].partition("#")
+        assert base.endswith("docs/operations/runbooks.md")
+        assert anchor == r["alert"].lower() and anchor in anchors, r["alert"]
+        assert f'job="{RELEASE}-{svc}"' in r["expr"] and f'namespace="{NAMESPACE}"' in r["expr"]
+        assert r["labels"]["severity"] in ("warning", "critical")
+
+
+def test_grafana_dashboard_config_map(rendered: list[Doc]) -> None:
+    (cm,) = [
+        d
+        for d in of_kind(rendered, "ConfigMap")
+        if d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    (raw,) = cm["data"].values()
+    dashboard = json.loads(raw)
+    text = json.dumps(dashboard)
+    for metric in (
+        "motcua_grpc_requests_total",
+        "motcua_grpc_request_seconds_bucket",
+        "motcua_consumer_lag",
+        "motcua_outbox_backlog",
+        "motcua_outbox_oldest_pending_seconds",
+        "motcua_dlq_published_total",
+        "motcua_dossiers",
+        "motcua_payments_total",
+        "motcua_notifications_total",
+    ):
+        assert metric in text, metric
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert {
+        "gRPC request rate",
+        "gRPC server-error ratio",
+        "gRPC latency p50 / p95 / p99",
+        "Consumer lag",
+        "Outbox backlog",
+        "Outbox oldest pending age",
+        "Dossiers by state",
+        "Payment outcomes",
+        "Notification outcomes",
+    } <= titles
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_migration_job_runs_before_install_and_upgrade(rendered: list[Doc], svc: str) -> None:
+    job = one(rendered, "Job", svc, component="migration")
+    ann = job["metadata"]["annotations"]
+    assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in ann["helm.sh/hook-delete-policy"]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never"
+    (c,) = spec["containers"]
+    assert c["command"] == ["python", "-m", f"motcua_{svc}", "migrate"]
+    # The ConfigMap does not exist yet at pre-install: the Job carries the same settings inline.
+    assert "envFrom" not in c
+    env = env_of(c)
+    data = one(rendered, "ConfigMap", svc)["data"]
+    assert {k: env[k]["value"] for k in data} == data
+    assert "secretKeyRef" in env[f"MOTCUA_{svc.upper()}_DATABASE_URL"]["valueFrom"]
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_helm_test_pod_checks_grpc_health(rendered: list[Doc], values_file: str, svc: str) -> None:
+    pod = one(rendered, "Pod", svc, component="test")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (c,) = pod["spec"]["containers"]
+    assert c["image"].startswith("ghcr.io/grpc-ecosystem/grpc-health-probe:")
+    assert f"-addr={RELEASE}-{svc}.{NAMESPACE}.svc:50051" in c["args"]
+    assert ("-tls" in c["args"]) == (values_file == PROD)
+
+
+def test_grpc_health_probe_image_is_a_value(helm: str, umbrella: Path) -> None:
+    docs = render(
+        helm,
+        umbrella,
+        DEV,
+        sets=("global.grpcHealthProbeImage=registry.local/grpc-health-probe:v1",),
+    )
+    for pod in of_kind(docs, "Pod"):
+        assert pod["spec"]["containers"][0]["image"] == "registry.local/grpc-health-probe:v1"
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka topics
+# --------------------------------------------------------------------------------------------
+
+
+def test_kafka_topics_absent_by_default(rendered: list[Doc], values_file: str) -> None:
+    expected = 8 if values_file == PROD else 0
+    assert len(of_kind(rendered, "KafkaTopic")) == expected
+
+
+def test_kafka_topics_when_enabled(helm: str, umbrella: Path) -> None:
+    docs = render(
+        helm,
+        umbrella,
+        DEV,
+        sets=(
+            "kafkaTopics.enabled=true",
+            "kafkaTopics.clusterName=events",
+            "kafkaTopics.main.partitions=6",
+            "kafkaTopics.dlq.retentionMs=86400000",
+            "kafkaTopics.overrides.motcua\\.audit\\.v1.partitions=2",
+        ),
+    )
+    topics = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic")}
+    assert set(topics) == TOPICS
+    for name, t in topics.items():
+        assert t["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert t["metadata"]["labels"]["strimzi.io/cluster"] == "events"
+        assert t["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        if name.endswith(".dlq"):
+            assert t["spec"]["partitions"] == 1
+            assert t["spec"]["config"]["retention.ms"] == 86400000
+        else:
+            assert t["spec"]["partitions"] == (2 if name == "motcua.audit.v1" else 6)
+            assert t["spec"]["config"]["retention.ms"] == 604800000
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [
+        pytest.param(("dossier.replicaCount=two",), "/replicaCount", id="wrong-type"),
+        pytest.param(
+            ("notify.autoscaling.enabled=yes",), "/autoscaling/enabled", id="wrong-type-bool"
+        ),
+        pytest.param(("payment.replicas=2",), "'replicas'", id="unknown-key"),
+        pytest.param(
+            (
+                "audit.networkPolicy.egress.external[0].cidr=10.0.0.0/8",
+                "audit.networkPolicy.egress.external[0].ports[0]=443",
+            ),
+            "'external'",
+            id="key-of-another-service",
+        ),
+        pytest.param(
+            ("dossier.database.existingSecret=",),
+            "/database/existingSecret",
+            id="missing-database-secret",
+        ),
+        pytest.param(
+            ("global.kafka.bootstrap=",), "/global/kafka/bootstrap", id="missing-kafka-bootstrap"
+        ),
+        pytest.param(
+            ("global.kafka.securityProtocol=SASL_PLAIN",),
+            "/global/kafka/securityProtocol",
+            id="bad-enum",
+        ),
+        pytest.param(
+            ("global.kafka.securityProtocol=SASL_SSL",),
+            "/global/kafka/sasl/mechanism",
+            id="sasl-needs-mechanism",
+        ),
+        pytest.param(
+            ("kafkaTopics.enabled=true",), "/kafkaTopics/clusterName", id="topics-need-cluster"
+        ),
+        pytest.param(
+            ("global.monitoring.serviceMonitor.enabled=maybe",),
+            "/global/monitoring/serviceMonitor/enabled",
+            id="tri-state",
+        ),
+    ],
+)
+def test_schema_refuses_bad_values(
+    helm: str, umbrella: Path, sets: tuple[str, ...], field: str
+) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    values = ["-f", str(umbrella / DEV)]
+    for command in (
+        ["template", RELEASE, str(umbrella), "--kube-version", KUBE_VERSION, *values, *args],
+        ["lint", str(umbrella), "--kube-version", KUBE_VERSION, *values, *args],
+    ):
+        result = run_helm(helm, *command)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"helm {command[0]} accepted {sets}"
+        assert field in output, f"helm {command[0]} did not name {field}:\n{output}"
+
+
+def test_schema_reports_every_missing_required_value_without_values_file(
+    helm: str, umbrella: Path
+) -> None:
+    result = run_helm(helm, "lint", str(umbrella), "--kube-version", KUBE_VERSION)
+    assert result.returncode != 0
+    assert "/global/kafka/bootstrap" in result.stdout
+    for svc in SERVICES:
+        assert re.search(rf"{svc}:\n- at '/database/existingSecret'", result.stdout), svc
+
+
+def test_tls_without_a_certificate_secret_is_refused(helm: str, umbrella: Path) -> None:
+    result = run_helm(helm, *template_args(umbrella, (DEV,), ("global.tls.enabled=true",), ()))
+    assert result.returncode != 0
+    assert "tls.existingSecret" in result.stderr
+
+
+def test_a_disabled_service_is_not_installed_nor_validated(helm: str, umbrella: Path) -> None:
+    docs = render(
+        helm, umbrella, DEV, sets=("audit.enabled=false", "audit.database.existingSecret=")
+    )
+    assert not of_service(docs, "audit")
+    assert of_service(docs, "dossier")
