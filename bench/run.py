@@ -39,11 +39,11 @@ from motcua_kit.auth import generate_signing_key, mint_token  # noqa: E402
 console = Console()
 
 
-# -- load generation ----------------------------------------------------------------------------
+# -- load generation ------------------------------------------------------------------------
 def drive(
     call: Callable[[int], None], total: int, concurrency: int, label: str
 ) -> dict[str, float]:
-    """Run ``call(i)`` ``total`` times over ``concurrency`` threads; rate and latency percentiles."""
+    """Run ``call(i)`` ``total`` times over ``concurrency`` threads; rate and percentiles."""
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(total))
@@ -264,7 +264,7 @@ def bench_consumer(kafka: Kafka, workdir: Path, topic: str, total: int) -> dict[
     return {"runner": runner_rate, "raw": raw_rate}
 
 
-# -- report -----------------------------------------------------------------------------------------
+# -- report ---------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
@@ -317,23 +317,40 @@ def main() -> None:
     table = "\n".join(lines)
     console.print(table)
     if args.write:
-        machine = f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        args.write.write_text(
-            "# Benchmarks\n\n"
-            "Each figure is measured in one run against the bare stack on the same machine, so the\n"
-            "ratio is what matters, not the absolute rate. Produced by:\n\n"
-            f"```sh\nmake bench   # python -m bench.run --requests {args.requests} "
-            f"--concurrency {args.concurrency} --events {args.events} --write docs/benchmarks.md\n```\n\n"
-            f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; single-node Kafka (KRaft) on\n"
-            f"loopback; dossier on SQLite; SubmitDossier payload {intake['payload_bytes']['size']} bytes, "
-            f"{args.concurrency} concurrent clients.\n\n"
-            f"{table}\n\n"
-            "What the ratios include: SubmitDossier pays for JWT verification, validation, NFC\n"
-            "normalisation, a database transaction (dossier row, daily sequence, outbox row) and the\n"
-            "interceptors; the relay pays for reading and marking outbox rows in the database;\n"
-            "the runner pays for decoding the CloudEvent, parsing the protobuf payload and one\n"
-            "inbox transaction per event.\n"
-        )
+        args.write.write_text(_report(args, intake, table))
+
+
+def _report(args: argparse.Namespace, intake: dict[str, dict], table: str) -> str:
+    machine = (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    command = (
+        f"python -m bench.run --requests {args.requests} --concurrency {args.concurrency} "
+        f"--events {args.events} --write docs/benchmarks.md"
+    )
+    size = intake["payload_bytes"]["size"]
+    return f"""# Benchmarks
+
+Each figure is measured in one run against the bare stack on the same machine, so the ratio
+is what matters, not the absolute rate. Produced by:
+
+```sh
+make bench   # {command}
+```
+
+Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; single-node Kafka (KRaft) on
+loopback; dossier on SQLite; SubmitDossier payload {size} bytes, {args.concurrency} concurrent
+clients; {args.events} events for the relay and consumer figures.
+
+{table}
+
+What the ratios include: SubmitDossier pays for JWT verification, validation, NFC
+normalisation, one database transaction (dossier row, daily sequence, outbox row) and the
+interceptors; the relay pays for reading and marking outbox rows in the database; the runner
+pays for decoding the CloudEvent, parsing the protobuf payload and one inbox transaction per
+event.
+"""
 
 
 if __name__ == "__main__":

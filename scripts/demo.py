@@ -115,9 +115,8 @@ def main() -> None:
             )
         d = response.dossier
         print(f"\nfiled dossier {d.code}: procedure {d.procedure_code}, fee {d.fee_vnd} VND,")
-        print(
-            f"  appointment date {d.appointment_date}, status {dossier_pb2.DossierStatus.Name(d.status)}"
-        )
+        status = dossier_pb2.DossierStatus.Name(d.status)
+        print(f"  appointment date {d.appointment_date}, status {status}")
 
         with grpc.insecure_channel(f"127.0.0.1:{SERVICES['audit']}") as ch:
             stub = audit_pb2_grpc.AuditServiceStub(ch)
@@ -134,9 +133,8 @@ def main() -> None:
         if not trail:
             sys.exit("the audit service did not record the event; see .state/audit.log")
         for e in trail:
-            print(
-                f"audit entry #{e.index}: {e.event_type} id={e.event_id} sha256={e.payload_sha256[:16]}…"
-            )
+            digest = e.payload_sha256[:16]
+            print(f"audit entry #{e.index}: {e.event_type} id={e.event_id} sha256={digest}…")
         print("\nthe event went dossier → outbox → Kafka (motcua.dossier.v1) → audit.")
         if not args.once:
             print("services keep running; Ctrl-C stops everything.")
@@ -146,7 +144,7 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        for name, proc in procs.items():
+        for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in procs.items():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from urllib.request import urlopen
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.request import urlopen
 
 import grpc
 import pytest
