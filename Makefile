@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
         buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
-        helm-deps duplicates clean
+        helm-deps helm-check duplicates clean
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ workflows-check: setup
 
 helm-deps: tools
 	bash helm/build-deps.sh
+
+helm-check: setup tools ## helm lint/template, kubernetes-validate, yamllint, chart tests
+	bash helm/check.sh
 
 bench: setup ## Benchmarks as ratios against the bare stack, written to docs/benchmarks.md
 	$(PY) -m bench.run --write docs/benchmarks.md

@@ -80,7 +80,7 @@ class _HandlerSpec:
 
 @dataclass(frozen=True)
 class _TimerSpec:
-    interval: float
+    interval: float | str  # seconds, or the name of a settings field holding them
 
 
 def event_handler(
@@ -96,10 +96,13 @@ def event_handler(
     return mark
 
 
-def timer(interval_seconds: float) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Mark a method ``(self)`` to run every ``interval_seconds`` in its own thread."""
+def timer(interval_seconds: float | str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Mark a method ``(self)`` to run every ``interval_seconds`` in its own thread.
 
-    def mark(fn: Callable[..., None]) -> Callable[..., None]:
+    A string names the settings field that holds the interval, so operators can tune it.
+    """
+
+    def mark(fn: Callable[..., T]) -> Callable[..., T]:
         fn._motcua_timer = _TimerSpec(interval_seconds)  # type: ignore[attr-defined]
         return fn
 
@@ -129,7 +132,7 @@ class Service:
                 out.append(Handler(spec.topic, spec.event_type, fn, spec.message_type))  # type: ignore[arg-type]
         return out
 
-    def timers(self) -> list[tuple[str, float, Callable[[], None]]]:
+    def timers(self) -> list[tuple[str, float | str, Callable[[], object]]]:
         out = []
         for attr in dir(type(self)):
             fn = getattr(self, attr, None)
@@ -228,7 +231,8 @@ class ServiceHost:
             )
             runner.start()
             self.consumers.append(runner)
-        for name, interval, fn in self.service.timers():
+        for name, every, fn in self.service.timers():
+            interval = float(getattr(s, every) if isinstance(every, str) else every)
             thread = threading.Thread(
                 target=self._run_timer, args=(name, interval, fn), name=f"timer-{name}", daemon=True
             )
@@ -250,7 +254,7 @@ class ServiceHost:
             extra={"grpc_port": self.grpc.port, "metrics_port": self.metrics.port},
         )
 
-    def _run_timer(self, name: str, interval: float, fn: Callable[[], None]) -> None:
+    def _run_timer(self, name: str, interval: float, fn: Callable[[], object]) -> None:
         while not self._stop.wait(interval):
             try:
                 fn()

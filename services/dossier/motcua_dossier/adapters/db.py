@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -17,8 +19,12 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    and_,
+    func,
     insert,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -59,7 +65,15 @@ dossiers = Table(
     Column("submitted_by_agency", String(20), nullable=False),
     Column("idempotency_scope", String(400), nullable=False, unique=True),
     Column("request_fingerprint", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("original_appointment_date", Date, nullable=True),
+    Column("overdue", Boolean, nullable=False, default=False),
+    Column("paused_since", DateTime(timezone=True), nullable=True),
+    Column("due_soon_notified", Boolean, nullable=False, default=False),
+    Column("overdue_notified", Boolean, nullable=False, default=False),
     Index("ix_dossiers_applicant", "applicant_citizen_id"),
+    Index("ix_dossiers_submitted", "submitted_at", "code"),
     Index("ix_dossiers_agency_status", "agency_code", "status"),
 )
 
@@ -76,6 +90,31 @@ dossier_sequences = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+
+@dataclass(frozen=True)
+class DossierQuery:
+    """Filters of ListDossiers after authorisation narrowed them."""
+
+    applicant_citizen_id: str = ""
+    agency_code: str = ""
+    status: int = 0
+    procedure_code: str = ""
+    applicant_name: str = ""
+    overdue_only: bool = False
+    page_size: int = 20
+    after: tuple[datetime, str] | None = None
+
+
+@dataclass(frozen=True)
+class StatisticsQuery:
+    agency_code: str = ""
+    procedure_code: str = ""
+    received_from: datetime | None = None
+    received_before: datetime | None = None
+
+
+_LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 
 def _aware(value: datetime) -> datetime:
@@ -114,37 +153,129 @@ class DossierRepository:
                 code=dossier.code,
                 agency_code=dossier.agency_code,
                 procedure_code=dossier.procedure_code,
-                status=int(dossier.status),
-                version=dossier.version,
                 applicant_full_name=a.full_name,
                 applicant_citizen_id=a.citizen_id,
                 applicant_phone=a.phone,
                 applicant_email=a.email,
                 applicant_address=a.address,
                 channel=int(dossier.channel),
-                documents=[
-                    {
-                        "name": d.name,
-                        "media_type": d.media_type,
-                        "size_bytes": d.size_bytes,
-                        "sha256": d.sha256,
-                        "storage_uri": d.storage_uri,
-                    }
-                    for d in dossier.documents
-                ],
                 submitted_at=dossier.submitted_at,
-                appointment_date=dossier.appointment_date,
                 fee_vnd=dossier.fee_vnd,
                 submitted_by_subject=dossier.submitted_by.subject,
                 submitted_by_role=dossier.submitted_by.role,
                 submitted_by_agency=dossier.submitted_by.agency_code,
                 idempotency_scope=idempotency_scope,
                 request_fingerprint=dossier.idempotency_fingerprint,
+                **self._mutable(dossier),
             )
         )
 
     @staticmethod
+    def _mutable(d: Dossier) -> dict[str, Any]:
+        """The columns a transition or the deadline scanner may change."""
+        return {
+            "status": int(d.status),
+            "version": d.version,
+            "documents": [
+                {
+                    "name": doc.name,
+                    "media_type": doc.media_type,
+                    "size_bytes": doc.size_bytes,
+                    "sha256": doc.sha256,
+                    "storage_uri": doc.storage_uri,
+                }
+                for doc in d.documents
+            ],
+            "appointment_date": d.appointment_date,
+            "received_at": d.received_at,
+            "completed_at": d.completed_at,
+            "original_appointment_date": d.original_appointment_date,
+            "overdue": d.overdue,
+            "paused_since": d.paused_since,
+            "due_soon_notified": d.due_soon_notified,
+            "overdue_notified": d.overdue_notified,
+        }
+
+    def update(self, session: Session, dossier: Dossier, expected_version: int) -> bool:
+        """Write a changed dossier if nobody changed it since ``expected_version``."""
+        result = session.execute(
+            update(dossiers)
+            .where(dossiers.c.code == dossier.code, dossiers.c.version == expected_version)
+            .values(**self._mutable(dossier))
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def search(
+        self, session: Session, query: DossierQuery, today: date
+    ) -> tuple[list[Dossier], tuple[datetime, str] | None]:
+        """A page of dossiers, newest first; keyset pagination on (submitted_at, code)."""
+        stmt = select(dossiers)
+        c = dossiers.c
+        if query.applicant_citizen_id:
+            stmt = stmt.where(c.applicant_citizen_id == query.applicant_citizen_id)
+        if query.agency_code:
+            stmt = stmt.where(c.agency_code == query.agency_code)
+        if query.status:
+            stmt = stmt.where(c.status == query.status)
+        if query.procedure_code:
+            stmt = stmt.where(c.procedure_code == query.procedure_code)
+        if query.applicant_name:
+            escaped = query.applicant_name.translate(_LIKE_ESCAPES)
+            pattern = f"%{escaped}%"
+            stmt = stmt.where(func.lower(c.applicant_full_name).like(func.lower(pattern), "\\"))
+        if query.overdue_only:
+            stmt = stmt.where(
+                or_(c.overdue.is_(True), c.appointment_date < today),
+                c.status.in_([1, 2, 4]),
+                c.received_at.is_not(None),
+            )
+        if query.after is not None:
+            at, code = query.after
+            stmt = stmt.where(or_(c.submitted_at < at, and_(c.submitted_at == at, c.code < code)))
+        rows = session.execute(
+            stmt.order_by(c.submitted_at.desc(), c.code.desc()).limit(query.page_size + 1)
+        ).all()
+        items = [self._to_domain(r._mapping) for r in rows[: query.page_size]]
+        more = len(rows) > query.page_size
+        last = (items[-1].submitted_at, items[-1].code) if more and items else None
+        return items, last
+
+    def running(self, session: Session) -> list[Dossier]:
+        """Dossiers whose deadline clock runs (received, not finished, not waiting)."""
+        rows = session.execute(
+            select(dossiers).where(
+                dossiers.c.status.in_([1, 2, 4]), dossiers.c.received_at.is_not(None)
+            )
+        ).all()
+        return [self._to_domain(r._mapping) for r in rows]
+
+    def for_statistics(self, session: Session, query: StatisticsQuery) -> list[Dossier]:
+        """Dossiers received in the period, for the agency / procedure asked."""
+        c = dossiers.c
+        stmt = select(dossiers).where(c.received_at.is_not(None))
+        if query.agency_code:
+            stmt = stmt.where(c.agency_code == query.agency_code)
+        if query.procedure_code:
+            stmt = stmt.where(c.procedure_code == query.procedure_code)
+        if query.received_from is not None:
+            stmt = stmt.where(c.received_at >= query.received_from)
+        if query.received_before is not None:
+            stmt = stmt.where(c.received_at < query.received_before)
+        return [self._to_domain(r._mapping) for r in session.execute(stmt).all()]
+
+    def count_by_state(self, session: Session) -> list[tuple[str, int, int]]:
+        """(agency, status, count) for the business gauge."""
+        c = dossiers.c
+        rows = session.execute(
+            select(c.agency_code, c.status, func.count()).group_by(c.agency_code, c.status)
+        ).all()
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+    @staticmethod
     def _to_domain(row: Any) -> Dossier:
+        def aware(value: datetime | None) -> datetime | None:
+            return _aware(value) if value is not None else None
+
         return Dossier(
             code=row["code"],
             procedure_code=row["procedure_code"],
@@ -167,4 +298,11 @@ class DossierRepository:
                 row["submitted_by_subject"], row["submitted_by_role"], row["submitted_by_agency"]
             ),
             idempotency_fingerprint=row["request_fingerprint"],
+            received_at=aware(row["received_at"]),
+            completed_at=aware(row["completed_at"]),
+            original_appointment_date=row["original_appointment_date"],
+            overdue=bool(row["overdue"]),
+            paused_since=aware(row["paused_since"]),
+            due_soon_notified=bool(row["due_soon_notified"]),
+            overdue_notified=bool(row["overdue_notified"]),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -10,13 +11,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
+from motcua_dossier.domain.catalogue import Procedure
 from motcua_dossier.domain.dossier import (
     Applicant,
+    Document,
     DocumentInput,
     Dossier,
+    normalise_text,
     validate_submission,
 )
 from motcua_kit.auth import current_principal
+from motcua_kit.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from motcua_dossier.service import DossierService
@@ -33,6 +38,10 @@ def _timestamp(value: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def role_to_proto(role: str) -> common_pb2.Role.ValueType:
+    return _ROLE.get(role, common_pb2.ROLE_UNSPECIFIED)
 
 
 def dossier_to_proto(d: Dossier) -> dossier_pb2.Dossier:
@@ -65,13 +74,49 @@ def dossier_to_proto(d: Dossier) -> dossier_pb2.Dossier:
         appointment_date=d.appointment_date.isoformat(),
         submitted_by=common_pb2.Actor(
             subject=d.submitted_by.subject,
-            role=_ROLE.get(d.submitted_by.role, common_pb2.ROLE_UNSPECIFIED),
+            role=role_to_proto(d.submitted_by.role),
             agency_code=d.submitted_by.agency_code,
         ),
     )
     if d.fee_vnd is not None:
         msg.fee_vnd = d.fee_vnd
+    if d.received_at is not None:
+        msg.received_at.CopyFrom(_timestamp(d.received_at))
+    if d.completed_at is not None:
+        msg.completed_at.CopyFrom(_timestamp(d.completed_at))
+    if d.original_appointment_date is not None:
+        msg.original_appointment_date = d.original_appointment_date.isoformat()
+    msg.overdue = d.overdue
     return msg
+
+
+_ONLINE = {"full": dossier_pb2.ONLINE_LEVEL_FULL, "partial": dossier_pb2.ONLINE_LEVEL_PARTIAL}
+
+
+def procedure_to_proto(p: Procedure, agency_name: str) -> dossier_pb2.Procedure:
+    msg = dossier_pb2.Procedure(
+        code=p.code,
+        name=p.name,
+        agency_code=p.agency_code,
+        agency_name=agency_name,
+        processing_days=p.processing_days,
+        required_documents=[
+            dossier_pb2.RequiredDocument(name=r.name, mandatory=r.mandatory)
+            for r in p.required_documents
+        ],
+        online_level=_ONLINE.get(p.online_level, dossier_pb2.ONLINE_LEVEL_UNSPECIFIED),
+        workflow_id=p.workflow_id,
+    )
+    if p.fee_vnd is not None:
+        msg.fee_vnd = p.fee_vnd
+    return msg
+
+
+def _documents(docs: Iterable[dossier_pb2.Document]) -> tuple[Document, ...]:
+    return tuple(
+        Document.validated(i, d.name, d.media_type, d.size_bytes, d.sha256, d.storage_uri)
+        for i, d in enumerate(docs)
+    )
 
 
 class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
@@ -105,3 +150,89 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
     ) -> dossier_pb2.GetDossierResponse:
         dossier = self._service.get(current_principal(), request.code)
         return dossier_pb2.GetDossierResponse(dossier=dossier_to_proto(dossier))
+
+    def ListDossiers(
+        self, request: dossier_pb2.ListDossiersRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.ListDossiersResponse:
+        items, token = self._service.list_dossiers(current_principal(), request)
+        return dossier_pb2.ListDossiersResponse(
+            dossiers=[dossier_to_proto(d) for d in items], next_page_token=token
+        )
+
+    def TransitionDossier(
+        self, request: dossier_pb2.TransitionDossierRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.TransitionDossierResponse:
+        dossier = self._service.transition(
+            current_principal(),
+            request.code,
+            request.action,
+            normalise_text(request.comment),
+            request.expected_version,
+        )
+        return dossier_pb2.TransitionDossierResponse(dossier=dossier_to_proto(dossier))
+
+    def SubmitSupplement(
+        self, request: dossier_pb2.SubmitSupplementRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.SubmitSupplementResponse:
+        if not request.documents:
+            raise InvalidArgument("documents", "a supplement needs at least one document")
+        dossier = self._service.transition(
+            current_principal(),
+            request.code,
+            "supplement",
+            normalise_text(request.comment),
+            request.expected_version,
+            documents=_documents(request.documents),
+        )
+        return dossier_pb2.SubmitSupplementResponse(dossier=dossier_to_proto(dossier))
+
+    def WithdrawDossier(
+        self, request: dossier_pb2.WithdrawDossierRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.WithdrawDossierResponse:
+        dossier = self._service.transition(
+            current_principal(),
+            request.code,
+            "withdraw",
+            normalise_text(request.reason),
+            request.expected_version,
+        )
+        return dossier_pb2.WithdrawDossierResponse(dossier=dossier_to_proto(dossier))
+
+    def ListProcedures(
+        self, request: dossier_pb2.ListProceduresRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.ListProceduresResponse:
+        current_principal()
+        catalogue = self._service.catalogue
+        return dossier_pb2.ListProceduresResponse(
+            procedures=[
+                procedure_to_proto(p, catalogue.agency(p.agency_code).name)
+                for p in self._service.procedures(request.agency_code)
+            ]
+        )
+
+    def GetProcedure(
+        self, request: dossier_pb2.GetProcedureRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.GetProcedureResponse:
+        current_principal()
+        p = self._service.procedure(request.code)
+        agency = self._service.catalogue.agency(p.agency_code).name
+        return dossier_pb2.GetProcedureResponse(procedure=procedure_to_proto(p, agency))
+
+    def GetStatistics(
+        self, request: dossier_pb2.GetStatisticsRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.GetStatisticsResponse:
+        stats = self._service.statistics(
+            current_principal(),
+            request.agency_code,
+            request.procedure_code,
+            request.from_date,
+            request.to_date,
+        )
+        return dossier_pb2.GetStatisticsResponse(
+            received=stats.received,
+            early=stats.early,
+            on_time=stats.on_time,
+            late=stats.late,
+            in_progress=stats.in_progress,
+            on_time_ratio=stats.on_time_ratio,
+        )

@@ -241,3 +241,11 @@ class Dossier:
     fee_vnd: int | None
     submitted_by: Actor
     idempotency_fingerprint: str = field(default="", compare=False)
+    received_at: datetime | None = None
+    completed_at: datetime | None = None
+    original_appointment_date: date | None = None
+    overdue: bool = False
+    # Since when the clock is stopped, waiting on the citizen (supplement, payment).
+    paused_since: datetime | None = None
+    due_soon_notified: bool = False
+    overdue_notified: bool = False

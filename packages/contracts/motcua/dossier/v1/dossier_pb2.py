@@ -26,31 +26,65 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from motcua.common.v1 import common_pb2 as motcua_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmotcua/dossier/v1/dossier.proto\x12\x11motcua.dossier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dmotcua/common/v1/common.proto\"a\n\tApplicant\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x12\n\ncitizen_id\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\"e\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x13\n\x0bstorage_uri\x18\x05 \x01(\t\"\xb2\x03\n\x07\x44ossier\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x16\n\x0eprocedure_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x03 \x01(\t\x12/\n\tapplicant\x18\x04 \x01(\x0b\x32\x1c.motcua.dossier.v1.Applicant\x12.\n\tdocuments\x18\x05 \x03(\x0b\x32\x1b.motcua.dossier.v1.Document\x12+\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x1a.motcua.dossier.v1.Channel\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .motcua.dossier.v1.DossierStatus\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12\x30\n\x0csubmitted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x61ppointment_date\x18\n \x01(\t\x12\x14\n\x07\x66\x65\x65_vnd\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12-\n\x0csubmitted_by\x18\x0c \x01(\x0b\x32\x17.motcua.common.v1.ActorB\n\n\x08_fee_vnd\"\xd5\x01\n\x14SubmitDossierRequest\x12\x16\n\x0eprocedure_code\x18\x01 \x01(\t\x12/\n\tapplicant\x18\x02 \x01(\x0b\x32\x1c.motcua.dossier.v1.Applicant\x12.\n\tdocuments\x18\x03 \x03(\x0b\x32\x1b.motcua.dossier.v1.Document\x12+\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1a.motcua.dossier.v1.Channel\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"V\n\x15SubmitDossierResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"!\n\x11GetDossierRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"A\n\x12GetDossierResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier*_\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_ONLINE\x10\x01\x12\x15\n\x11\x43HANNEL_IN_PERSON\x10\x02\x12\x10\n\x0c\x43HANNEL_POST\x10\x03*\xee\x02\n\rDossierStatus\x12\x1e\n\x1a\x44OSSIER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44OSSIER_STATUS_NEW\x10\x01\x12\x1b\n\x17\x44OSSIER_STATUS_RECEIVED\x10\x02\x12\x1f\n\x1b\x44OSSIER_STATUS_NOT_RECEIVED\x10\x03\x12\x1d\n\x19\x44OSSIER_STATUS_PROCESSING\x10\x04\x12\'\n#DOSSIER_STATUS_SUPPLEMENT_REQUESTED\x10\x05\x12#\n\x1f\x44OSSIER_STATUS_PAYMENT_REQUIRED\x10\x06\x12\x1c\n\x18\x44OSSIER_STATUS_WITHDRAWN\x10\x07\x12\x1a\n\x16\x44OSSIER_STATUS_STOPPED\x10\x08\x12\x1c\n\x18\x44OSSIER_STATUS_PROCESSED\x10\t\x12\"\n\x1e\x44OSSIER_STATUS_RESULT_RETURNED\x10\n2\xcf\x01\n\x0e\x44ossierService\x12\x62\n\rSubmitDossier\x12\'.motcua.dossier.v1.SubmitDossierRequest\x1a(.motcua.dossier.v1.SubmitDossierResponse\x12Y\n\nGetDossier\x12$.motcua.dossier.v1.GetDossierRequest\x1a%.motcua.dossier.v1.GetDossierResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmotcua/dossier/v1/dossier.proto\x12\x11motcua.dossier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dmotcua/common/v1/common.proto\"a\n\tApplicant\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x12\n\ncitizen_id\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\"e\n\x08\x44ocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x13\n\x0bstorage_uri\x18\x05 \x01(\t\"\xc9\x04\n\x07\x44ossier\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x16\n\x0eprocedure_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x03 \x01(\t\x12/\n\tapplicant\x18\x04 \x01(\x0b\x32\x1c.motcua.dossier.v1.Applicant\x12.\n\tdocuments\x18\x05 \x03(\x0b\x32\x1b.motcua.dossier.v1.Document\x12+\n\x07\x63hannel\x18\x06 \x01(\x0e\x32\x1a.motcua.dossier.v1.Channel\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .motcua.dossier.v1.DossierStatus\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12\x30\n\x0csubmitted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x61ppointment_date\x18\n \x01(\t\x12\x14\n\x07\x66\x65\x65_vnd\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12-\n\x0csubmitted_by\x18\x0c \x01(\x0b\x32\x17.motcua.common.v1.Actor\x12/\n\x0breceived_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07overdue\x18\x0f \x01(\x08\x12!\n\x19original_appointment_date\x18\x10 \x01(\tB\n\n\x08_fee_vnd\"\xd5\x01\n\x14SubmitDossierRequest\x12\x16\n\x0eprocedure_code\x18\x01 \x01(\t\x12/\n\tapplicant\x18\x02 \x01(\x0b\x32\x1c.motcua.dossier.v1.Applicant\x12.\n\tdocuments\x18\x03 \x03(\x0b\x32\x1b.motcua.dossier.v1.Document\x12+\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1a.motcua.dossier.v1.Channel\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"V\n\x15SubmitDossierResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"!\n\x11GetDossierRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"A\n\x12GetDossierResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\"\xe7\x01\n\x13ListDossiersRequest\x12\x1c\n\x14\x61pplicant_citizen_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12\x30\n\x06status\x18\x03 \x01(\x0e\x32 .motcua.dossier.v1.DossierStatus\x12\x16\n\x0eprocedure_code\x18\x04 \x01(\t\x12\x14\n\x0coverdue_only\x18\x05 \x01(\x08\x12\x16\n\x0e\x61pplicant_name\x18\x06 \x01(\t\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"]\n\x14ListDossiersResponse\x12,\n\x08\x64ossiers\x18\x01 \x03(\x0b\x32\x1a.motcua.dossier.v1.Dossier\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x18TransitionDossierRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x03\"H\n\x19TransitionDossierResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\"\x82\x01\n\x17SubmitSupplementRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.motcua.dossier.v1.Document\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\x03\"G\n\x18SubmitSupplementResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\"P\n\x16WithdrawDossierRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x03\"F\n\x17WithdrawDossierResponse\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\"3\n\x10RequiredDocument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmandatory\x18\x02 \x01(\x08\"\x98\x02\n\tProcedure\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x03 \x01(\t\x12\x14\n\x07\x66\x65\x65_vnd\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x17\n\x0fprocessing_days\x18\x05 \x01(\x05\x12?\n\x12required_documents\x18\x06 \x03(\x0b\x32#.motcua.dossier.v1.RequiredDocument\x12\x34\n\x0conline_level\x18\x07 \x01(\x0e\x32\x1e.motcua.dossier.v1.OnlineLevel\x12\x13\n\x0bworkflow_id\x18\x08 \x01(\t\x12\x13\n\x0b\x61gency_name\x18\t \x01(\tB\n\n\x08_fee_vnd\",\n\x15ListProceduresRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\"J\n\x16ListProceduresResponse\x12\x30\n\nprocedures\x18\x01 \x03(\x0b\x32\x1c.motcua.dossier.v1.Procedure\"#\n\x13GetProcedureRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"G\n\x14GetProcedureResponse\x12/\n\tprocedure\x18\x01 \x01(\x0b\x32\x1c.motcua.dossier.v1.Procedure\"g\n\x14GetStatisticsRequest\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x16\n\x0eprocedure_code\x18\x02 \x01(\t\x12\x11\n\tfrom_date\x18\x03 \x01(\t\x12\x0f\n\x07to_date\x18\x04 \x01(\t\"\x83\x01\n\x15GetStatisticsResponse\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\r\n\x05\x65\x61rly\x18\x02 \x01(\x03\x12\x0f\n\x07on_time\x18\x03 \x01(\x03\x12\x0c\n\x04late\x18\x04 \x01(\x03\x12\x13\n\x0bin_progress\x18\x05 \x01(\x03\x12\x15\n\ron_time_ratio\x18\x06 \x01(\x01*_\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANNEL_ONLINE\x10\x01\x12\x15\n\x11\x43HANNEL_IN_PERSON\x10\x02\x12\x10\n\x0c\x43HANNEL_POST\x10\x03*\xee\x02\n\rDossierStatus\x12\x1e\n\x1a\x44OSSIER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44OSSIER_STATUS_NEW\x10\x01\x12\x1b\n\x17\x44OSSIER_STATUS_RECEIVED\x10\x02\x12\x1f\n\x1b\x44OSSIER_STATUS_NOT_RECEIVED\x10\x03\x12\x1d\n\x19\x44OSSIER_STATUS_PROCESSING\x10\x04\x12\'\n#DOSSIER_STATUS_SUPPLEMENT_REQUESTED\x10\x05\x12#\n\x1f\x44OSSIER_STATUS_PAYMENT_REQUIRED\x10\x06\x12\x1c\n\x18\x44OSSIER_STATUS_WITHDRAWN\x10\x07\x12\x1a\n\x16\x44OSSIER_STATUS_STOPPED\x10\x08\x12\x1c\n\x18\x44OSSIER_STATUS_PROCESSED\x10\t\x12\"\n\x1e\x44OSSIER_STATUS_RESULT_RETURNED\x10\n*\\\n\x0bOnlineLevel\x12\x1c\n\x18ONLINE_LEVEL_UNSPECIFIED\x10\x00\x12\x15\n\x11ONLINE_LEVEL_FULL\x10\x01\x12\x18\n\x14ONLINE_LEVEL_PARTIAL\x10\x02\x32\xa3\x07\n\x0e\x44ossierService\x12\x62\n\rSubmitDossier\x12\'.motcua.dossier.v1.SubmitDossierRequest\x1a(.motcua.dossier.v1.SubmitDossierResponse\x12Y\n\nGetDossier\x12$.motcua.dossier.v1.GetDossierRequest\x1a%.motcua.dossier.v1.GetDossierResponse\x12_\n\x0cListDossiers\x12&.motcua.dossier.v1.ListDossiersRequest\x1a\'.motcua.dossier.v1.ListDossiersResponse\x12n\n\x11TransitionDossier\x12+.motcua.dossier.v1.TransitionDossierRequest\x1a,.motcua.dossier.v1.TransitionDossierResponse\x12k\n\x10SubmitSupplement\x12*.motcua.dossier.v1.SubmitSupplementRequest\x1a+.motcua.dossier.v1.SubmitSupplementResponse\x12h\n\x0fWithdrawDossier\x12).motcua.dossier.v1.WithdrawDossierRequest\x1a*.motcua.dossier.v1.WithdrawDossierResponse\x12\x65\n\x0eListProcedures\x12(.motcua.dossier.v1.ListProceduresRequest\x1a).motcua.dossier.v1.ListProceduresResponse\x12_\n\x0cGetProcedure\x12&.motcua.dossier.v1.GetProcedureRequest\x1a\'.motcua.dossier.v1.GetProcedureResponse\x12\x62\n\rGetStatistics\x12\'.motcua.dossier.v1.GetStatisticsRequest\x1a(.motcua.dossier.v1.GetStatisticsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'motcua.dossier.v1.dossier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=1163
-  _globals['_CHANNEL']._serialized_end=1258
-  _globals['_DOSSIERSTATUS']._serialized_start=1261
-  _globals['_DOSSIERSTATUS']._serialized_end=1627
+  _globals['_CHANNEL']._serialized_start=2985
+  _globals['_CHANNEL']._serialized_end=3080
+  _globals['_DOSSIERSTATUS']._serialized_start=3083
+  _globals['_DOSSIERSTATUS']._serialized_end=3449
+  _globals['_ONLINELEVEL']._serialized_start=3451
+  _globals['_ONLINELEVEL']._serialized_end=3543
   _globals['_APPLICANT']._serialized_start=118
   _globals['_APPLICANT']._serialized_end=215
   _globals['_DOCUMENT']._serialized_start=217
   _globals['_DOCUMENT']._serialized_end=318
   _globals['_DOSSIER']._serialized_start=321
-  _globals['_DOSSIER']._serialized_end=755
-  _globals['_SUBMITDOSSIERREQUEST']._serialized_start=758
-  _globals['_SUBMITDOSSIERREQUEST']._serialized_end=971
-  _globals['_SUBMITDOSSIERRESPONSE']._serialized_start=973
-  _globals['_SUBMITDOSSIERRESPONSE']._serialized_end=1059
-  _globals['_GETDOSSIERREQUEST']._serialized_start=1061
-  _globals['_GETDOSSIERREQUEST']._serialized_end=1094
-  _globals['_GETDOSSIERRESPONSE']._serialized_start=1096
-  _globals['_GETDOSSIERRESPONSE']._serialized_end=1161
-  _globals['_DOSSIERSERVICE']._serialized_start=1630
-  _globals['_DOSSIERSERVICE']._serialized_end=1837
+  _globals['_DOSSIER']._serialized_end=906
+  _globals['_SUBMITDOSSIERREQUEST']._serialized_start=909
+  _globals['_SUBMITDOSSIERREQUEST']._serialized_end=1122
+  _globals['_SUBMITDOSSIERRESPONSE']._serialized_start=1124
+  _globals['_SUBMITDOSSIERRESPONSE']._serialized_end=1210
+  _globals['_GETDOSSIERREQUEST']._serialized_start=1212
+  _globals['_GETDOSSIERREQUEST']._serialized_end=1245
+  _globals['_GETDOSSIERRESPONSE']._serialized_start=1247
+  _globals['_GETDOSSIERRESPONSE']._serialized_end=1312
+  _globals['_LISTDOSSIERSREQUEST']._serialized_start=1315
+  _globals['_LISTDOSSIERSREQUEST']._serialized_end=1546
+  _globals['_LISTDOSSIERSRESPONSE']._serialized_start=1548
+  _globals['_LISTDOSSIERSRESPONSE']._serialized_end=1641
+  _globals['_TRANSITIONDOSSIERREQUEST']._serialized_start=1643
+  _globals['_TRANSITIONDOSSIERREQUEST']._serialized_end=1742
+  _globals['_TRANSITIONDOSSIERRESPONSE']._serialized_start=1744
+  _globals['_TRANSITIONDOSSIERRESPONSE']._serialized_end=1816
+  _globals['_SUBMITSUPPLEMENTREQUEST']._serialized_start=1819
+  _globals['_SUBMITSUPPLEMENTREQUEST']._serialized_end=1949
+  _globals['_SUBMITSUPPLEMENTRESPONSE']._serialized_start=1951
+  _globals['_SUBMITSUPPLEMENTRESPONSE']._serialized_end=2022
+  _globals['_WITHDRAWDOSSIERREQUEST']._serialized_start=2024
+  _globals['_WITHDRAWDOSSIERREQUEST']._serialized_end=2104
+  _globals['_WITHDRAWDOSSIERRESPONSE']._serialized_start=2106
+  _globals['_WITHDRAWDOSSIERRESPONSE']._serialized_end=2176
+  _globals['_REQUIREDDOCUMENT']._serialized_start=2178
+  _globals['_REQUIREDDOCUMENT']._serialized_end=2229
+  _globals['_PROCEDURE']._serialized_start=2232
+  _globals['_PROCEDURE']._serialized_end=2512
+  _globals['_LISTPROCEDURESREQUEST']._serialized_start=2514
+  _globals['_LISTPROCEDURESREQUEST']._serialized_end=2558
+  _globals['_LISTPROCEDURESRESPONSE']._serialized_start=2560
+  _globals['_LISTPROCEDURESRESPONSE']._serialized_end=2634
+  _globals['_GETPROCEDUREREQUEST']._serialized_start=2636
+  _globals['_GETPROCEDUREREQUEST']._serialized_end=2671
+  _globals['_GETPROCEDURERESPONSE']._serialized_start=2673
+  _globals['_GETPROCEDURERESPONSE']._serialized_end=2744
+  _globals['_GETSTATISTICSREQUEST']._serialized_start=2746
+  _globals['_GETSTATISTICSREQUEST']._serialized_end=2849
+  _globals['_GETSTATISTICSRESPONSE']._serialized_start=2852
+  _globals['_GETSTATISTICSRESPONSE']._serialized_end=2983
+  _globals['_DOSSIERSERVICE']._serialized_start=3546
+  _globals['_DOSSIERSERVICE']._serialized_end=4477
 # @@protoc_insertion_point(module_scope)

@@ -75,6 +75,24 @@ DOSSIER_STATUS_PROCESSED: DossierStatus.ValueType  # 9
 DOSSIER_STATUS_RESULT_RETURNED: DossierStatus.ValueType  # 10
 Global___DossierStatus: _TypeAlias = DossierStatus  # noqa: Y015
 
+class _OnlineLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OnlineLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnlineLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ONLINE_LEVEL_UNSPECIFIED: _OnlineLevel.ValueType  # 0
+    ONLINE_LEVEL_FULL: _OnlineLevel.ValueType  # 1
+    ONLINE_LEVEL_PARTIAL: _OnlineLevel.ValueType  # 2
+
+class OnlineLevel(_OnlineLevel, metaclass=_OnlineLevelEnumTypeWrapper):
+    """Whether the whole procedure can be done online (toàn trình) or only part of it (một phần)."""
+
+ONLINE_LEVEL_UNSPECIFIED: OnlineLevel.ValueType  # 0
+ONLINE_LEVEL_FULL: OnlineLevel.ValueType  # 1
+ONLINE_LEVEL_PARTIAL: OnlineLevel.ValueType  # 2
+Global___OnlineLevel: _TypeAlias = OnlineLevel  # noqa: Y015
+
 @_typing.final
 class Applicant(_message.Message):
     """The person or business filing the dossier (người nộp hồ sơ)."""
@@ -163,6 +181,10 @@ class Dossier(_message.Message):
     APPOINTMENT_DATE_FIELD_NUMBER: _builtins.int
     FEE_VND_FIELD_NUMBER: _builtins.int
     SUBMITTED_BY_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    ORIGINAL_APPOINTMENT_DATE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """<AGENCY>-<YYMMDD>-<NNNN>, per-agency daily sequence."""
     procedure_code: _builtins.str
@@ -175,6 +197,10 @@ class Dossier(_message.Message):
     """Appointment date for the result (ngày hẹn trả), ISO 8601 date YYYY-MM-DD."""
     fee_vnd: _builtins.int
     """Procedure fee in VND; absent when the procedure has no fee."""
+    overdue: _builtins.bool
+    """True once the appointment passed before a result; appointment_date is then the new date."""
+    original_appointment_date: _builtins.str
+    """The appointment date first promised at receipt, YYYY-MM-DD."""
     @_builtins.property
     def applicant(self) -> Global___Applicant: ...
     @_builtins.property
@@ -183,6 +209,14 @@ class Dossier(_message.Message):
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def submitted_by(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp:
+        """When an officer received it at intake (status 2); absent before."""
+
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp:
+        """When processing finished (status 9); absent before."""
+
     def __init__(
         self,
         *,
@@ -198,10 +232,14 @@ class Dossier(_message.Message):
         appointment_date: _builtins.str = ...,
         fee_vnd: _builtins.int | None = ...,
         submitted_by: _common_pb2.Actor | None = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+        overdue: _builtins.bool = ...,
+        original_appointment_date: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "applicant", b"applicant", "fee_vnd", b"fee_vnd", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "applicant", b"applicant", "completed_at", b"completed_at", "fee_vnd", b"fee_vnd", "received_at", b"received_at", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "agency_code", b"agency_code", "applicant", b"applicant", "appointment_date", b"appointment_date", "channel", b"channel", "code", b"code", "documents", b"documents", "fee_vnd", b"fee_vnd", "procedure_code", b"procedure_code", "status", b"status", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "agency_code", b"agency_code", "applicant", b"applicant", "appointment_date", b"appointment_date", "channel", b"channel", "code", b"code", "completed_at", b"completed_at", "documents", b"documents", "fee_vnd", b"fee_vnd", "original_appointment_date", b"original_appointment_date", "overdue", b"overdue", "procedure_code", b"procedure_code", "received_at", b"received_at", "status", b"status", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__fee_vnd: _TypeAlias = _typing.Literal["fee_vnd"]  # noqa: Y015
     _WhichOneofArgType__fee_vnd: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd"]  # noqa: Y015
@@ -305,3 +343,434 @@ class GetDossierResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDossierResponse: _TypeAlias = GetDossierResponse  # noqa: Y015
+
+@_typing.final
+class ListDossiersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICANT_CITIZEN_ID_FIELD_NUMBER: _builtins.int
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROCEDURE_CODE_FIELD_NUMBER: _builtins.int
+    OVERDUE_ONLY_FIELD_NUMBER: _builtins.int
+    APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    applicant_citizen_id: _builtins.str
+    """Filters; empty means any."""
+    agency_code: _builtins.str
+    status: Global___DossierStatus.ValueType
+    procedure_code: _builtins.str
+    overdue_only: _builtins.bool
+    """Only dossiers whose appointment has passed without a result."""
+    applicant_name: _builtins.str
+    """Part of the applicant's name (normalised to NFC before matching)."""
+    page_size: _builtins.int
+    """At most 100; default 20."""
+    page_token: _builtins.str
+    """From a previous response; the other fields must be unchanged."""
+    def __init__(
+        self,
+        *,
+        applicant_citizen_id: _builtins.str = ...,
+        agency_code: _builtins.str = ...,
+        status: Global___DossierStatus.ValueType = ...,
+        procedure_code: _builtins.str = ...,
+        overdue_only: _builtins.bool = ...,
+        applicant_name: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "applicant_citizen_id", b"applicant_citizen_id", "applicant_name", b"applicant_name", "overdue_only", b"overdue_only", "page_size", b"page_size", "page_token", b"page_token", "procedure_code", b"procedure_code", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDossiersRequest: _TypeAlias = ListDossiersRequest  # noqa: Y015
+
+@_typing.final
+class ListDossiersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def dossiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dossier]: ...
+    def __init__(
+        self,
+        *,
+        dossiers: _abc.Iterable[Global___Dossier] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossiers", b"dossiers", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDossiersResponse: _TypeAlias = ListDossiersResponse  # noqa: Y015
+
+@_typing.final
+class TransitionDossierRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    action: _builtins.str
+    """Workflow action name, e.g. "receive"."""
+    comment: _builtins.str
+    """Reason or note; required for reject, request_supplement and stop."""
+    expected_version: _builtins.int
+    """The version the caller last read; the change applies only if it is still current."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        action: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "code", b"code", "comment", b"comment", "expected_version", b"expected_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransitionDossierRequest: _TypeAlias = TransitionDossierRequest  # noqa: Y015
+
+@_typing.final
+class TransitionDossierResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dossier(self) -> Global___Dossier: ...
+    def __init__(
+        self,
+        *,
+        dossier: Global___Dossier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransitionDossierResponse: _TypeAlias = TransitionDossierResponse  # noqa: Y015
+
+@_typing.final
+class SubmitSupplementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    comment: _builtins.str
+    expected_version: _builtins.int
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        documents: _abc.Iterable[Global___Document] | None = ...,
+        comment: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "comment", b"comment", "documents", b"documents", "expected_version", b"expected_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitSupplementRequest: _TypeAlias = SubmitSupplementRequest  # noqa: Y015
+
+@_typing.final
+class SubmitSupplementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dossier(self) -> Global___Dossier: ...
+    def __init__(
+        self,
+        *,
+        dossier: Global___Dossier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitSupplementResponse: _TypeAlias = SubmitSupplementResponse  # noqa: Y015
+
+@_typing.final
+class WithdrawDossierRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    reason: _builtins.str
+    expected_version: _builtins.int
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "expected_version", b"expected_version", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawDossierRequest: _TypeAlias = WithdrawDossierRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawDossierResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dossier(self) -> Global___Dossier: ...
+    def __init__(
+        self,
+        *,
+        dossier: Global___Dossier | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dossier", b"dossier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawDossierResponse: _TypeAlias = WithdrawDossierResponse  # noqa: Y015
+
+@_typing.final
+class RequiredDocument(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MANDATORY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    mandatory: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        mandatory: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mandatory", b"mandatory", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequiredDocument: _TypeAlias = RequiredDocument  # noqa: Y015
+
+@_typing.final
+class Procedure(_message.Message):
+    """An administrative procedure of the catalogue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    FEE_VND_FIELD_NUMBER: _builtins.int
+    PROCESSING_DAYS_FIELD_NUMBER: _builtins.int
+    REQUIRED_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    ONLINE_LEVEL_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    AGENCY_NAME_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    agency_code: _builtins.str
+    fee_vnd: _builtins.int
+    """Fee in VND; absent when the procedure has no fee."""
+    processing_days: _builtins.int
+    online_level: Global___OnlineLevel.ValueType
+    workflow_id: _builtins.str
+    agency_name: _builtins.str
+    @_builtins.property
+    def required_documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___RequiredDocument]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        agency_code: _builtins.str = ...,
+        fee_vnd: _builtins.int | None = ...,
+        processing_days: _builtins.int = ...,
+        required_documents: _abc.Iterable[Global___RequiredDocument] | None = ...,
+        online_level: Global___OnlineLevel.ValueType = ...,
+        workflow_id: _builtins.str = ...,
+        agency_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "fee_vnd", b"fee_vnd"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "agency_code", b"agency_code", "agency_name", b"agency_name", "code", b"code", "fee_vnd", b"fee_vnd", "name", b"name", "online_level", b"online_level", "processing_days", b"processing_days", "required_documents", b"required_documents", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__fee_vnd: _TypeAlias = _typing.Literal["fee_vnd"]  # noqa: Y015
+    _WhichOneofArgType__fee_vnd: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fee_vnd) -> _WhichOneofReturnType__fee_vnd | None: ...
+
+Global___Procedure: _TypeAlias = Procedure  # noqa: Y015
+
+@_typing.final
+class ListProceduresRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    agency_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        agency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProceduresRequest: _TypeAlias = ListProceduresRequest  # noqa: Y015
+
+@_typing.final
+class ListProceduresResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def procedures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Procedure]: ...
+    def __init__(
+        self,
+        *,
+        procedures: _abc.Iterable[Global___Procedure] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["procedures", b"procedures"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProceduresResponse: _TypeAlias = ListProceduresResponse  # noqa: Y015
+
+@_typing.final
+class GetProcedureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProcedureRequest: _TypeAlias = GetProcedureRequest  # noqa: Y015
+
+@_typing.final
+class GetProcedureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCEDURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def procedure(self) -> Global___Procedure: ...
+    def __init__(
+        self,
+        *,
+        procedure: Global___Procedure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["procedure", b"procedure"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProcedureResponse: _TypeAlias = GetProcedureResponse  # noqa: Y015
+
+@_typing.final
+class GetStatisticsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    PROCEDURE_CODE_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    agency_code: _builtins.str
+    """Required for officers (their own agency); admins and services may leave it empty for all."""
+    procedure_code: _builtins.str
+    from_date: _builtins.str
+    """Period of receipt, inclusive, YYYY-MM-DD; empty means unbounded."""
+    to_date: _builtins.str
+    def __init__(
+        self,
+        *,
+        agency_code: _builtins.str = ...,
+        procedure_code: _builtins.str = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "from_date", b"from_date", "procedure_code", b"procedure_code", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatisticsRequest: _TypeAlias = GetStatisticsRequest  # noqa: Y015
+
+@_typing.final
+class GetStatisticsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    EARLY_FIELD_NUMBER: _builtins.int
+    ON_TIME_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    IN_PROGRESS_FIELD_NUMBER: _builtins.int
+    ON_TIME_RATIO_FIELD_NUMBER: _builtins.int
+    received: _builtins.int
+    """Dossiers received in the period."""
+    early: _builtins.int
+    """Of those, processed before / on / after their appointment date."""
+    on_time: _builtins.int
+    late: _builtins.int
+    in_progress: _builtins.int
+    """Received, not yet processed, not closed."""
+    on_time_ratio: _builtins.float
+    """(early + on_time) / processed, 0 when none processed."""
+    def __init__(
+        self,
+        *,
+        received: _builtins.int = ...,
+        early: _builtins.int = ...,
+        on_time: _builtins.int = ...,
+        late: _builtins.int = ...,
+        in_progress: _builtins.int = ...,
+        on_time_ratio: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["early", b"early", "in_progress", b"in_progress", "late", b"late", "on_time", b"on_time", "on_time_ratio", b"on_time_ratio", "received", b"received"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatisticsResponse: _TypeAlias = GetStatisticsResponse  # noqa: Y015

@@ -45,6 +45,41 @@ class DossierServiceStub:
                 request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDossierRequest.SerializeToString,
                 response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDossierResponse.FromString,
                 _registered_method=True)
+        self.ListDossiers = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/ListDossiers',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDossiersRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDossiersResponse.FromString,
+                _registered_method=True)
+        self.TransitionDossier = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/TransitionDossier',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.TransitionDossierRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.TransitionDossierResponse.FromString,
+                _registered_method=True)
+        self.SubmitSupplement = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/SubmitSupplement',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.SubmitSupplementRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.SubmitSupplementResponse.FromString,
+                _registered_method=True)
+        self.WithdrawDossier = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/WithdrawDossier',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.WithdrawDossierRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.WithdrawDossierResponse.FromString,
+                _registered_method=True)
+        self.ListProcedures = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/ListProcedures',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListProceduresRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListProceduresResponse.FromString,
+                _registered_method=True)
+        self.GetProcedure = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/GetProcedure',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetProcedureRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetProcedureResponse.FromString,
+                _registered_method=True)
+        self.GetStatistics = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/GetStatistics',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsResponse.FromString,
+                _registered_method=True)
 
 
 class DossierServiceServicer:
@@ -66,6 +101,57 @@ class DossierServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDossiers(self, request, context):
+        """Dossiers matching the filters, newest first, with stable page tokens. Citizens see only
+        their own dossiers and officers only their agency's, whatever the filters say.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransitionDossier(self, request, context):
+        """Apply a workflow action (receive, reject, request_payment, process, request_supplement,
+        approve, return_result, stop, ...). Refused with FAILED_PRECONDITION when the action is not
+        allowed in the current state, ABORTED when expected_version is not the current version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitSupplement(self, request, context):
+        """The citizen answers a supplement request with more documents (action "supplement").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawDossier(self, request, context):
+        """The citizen withdraws the dossier (action "withdraw").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProcedures(self, request, context):
+        """The procedure catalogue (thủ tục hành chính), optionally for one agency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProcedure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatistics(self, request, context):
+        """On-time statistics per agency / procedure / period (officers: their agency only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DossierServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +164,41 @@ def add_DossierServiceServicer_to_server(servicer, server):
                     servicer.GetDossier,
                     request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDossierRequest.FromString,
                     response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDossierResponse.SerializeToString,
+            ),
+            'ListDossiers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDossiers,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDossiersRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDossiersResponse.SerializeToString,
+            ),
+            'TransitionDossier': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransitionDossier,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.TransitionDossierRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.TransitionDossierResponse.SerializeToString,
+            ),
+            'SubmitSupplement': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitSupplement,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.SubmitSupplementRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.SubmitSupplementResponse.SerializeToString,
+            ),
+            'WithdrawDossier': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawDossier,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.WithdrawDossierRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.WithdrawDossierResponse.SerializeToString,
+            ),
+            'ListProcedures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProcedures,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListProceduresRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListProceduresResponse.SerializeToString,
+            ),
+            'GetProcedure': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProcedure,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetProcedureRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetProcedureResponse.SerializeToString,
+            ),
+            'GetStatistics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatistics,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +256,195 @@ class DossierService:
             '/motcua.dossier.v1.DossierService/GetDossier',
             motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDossierRequest.SerializeToString,
             motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDossierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDossiers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/ListDossiers',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDossiersRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDossiersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransitionDossier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/TransitionDossier',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.TransitionDossierRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.TransitionDossierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSupplement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/SubmitSupplement',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.SubmitSupplementRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.SubmitSupplementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawDossier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/WithdrawDossier',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.WithdrawDossierRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.WithdrawDossierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProcedures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/ListProcedures',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListProceduresRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListProceduresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProcedure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/GetProcedure',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetProcedureRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetProcedureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatistics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/GetStatistics',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsResponse.FromString,
             options,
             channel_credentials,
             insecure,

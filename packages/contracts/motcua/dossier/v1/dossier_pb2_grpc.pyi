@@ -39,6 +39,24 @@ class DossierServiceStub:
     """
     GetDossier: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.GetDossierRequest, _dossier_pb2.GetDossierResponse]
     """Read one dossier by its code. Citizens see only their own, officers only their agency's."""
+    ListDossiers: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.ListDossiersRequest, _dossier_pb2.ListDossiersResponse]
+    """Dossiers matching the filters, newest first, with stable page tokens. Citizens see only
+    their own dossiers and officers only their agency's, whatever the filters say.
+    """
+    TransitionDossier: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.TransitionDossierRequest, _dossier_pb2.TransitionDossierResponse]
+    """Apply a workflow action (receive, reject, request_payment, process, request_supplement,
+    approve, return_result, stop, ...). Refused with FAILED_PRECONDITION when the action is not
+    allowed in the current state, ABORTED when expected_version is not the current version.
+    """
+    SubmitSupplement: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.SubmitSupplementRequest, _dossier_pb2.SubmitSupplementResponse]
+    """The citizen answers a supplement request with more documents (action "supplement")."""
+    WithdrawDossier: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.WithdrawDossierRequest, _dossier_pb2.WithdrawDossierResponse]
+    """The citizen withdraws the dossier (action "withdraw")."""
+    ListProcedures: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.ListProceduresRequest, _dossier_pb2.ListProceduresResponse]
+    """The procedure catalogue (thủ tục hành chính), optionally for one agency."""
+    GetProcedure: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.GetProcedureRequest, _dossier_pb2.GetProcedureResponse]
+    GetStatistics: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.GetStatisticsRequest, _dossier_pb2.GetStatisticsResponse]
+    """On-time statistics per agency / procedure / period (officers: their agency only)."""
 
 @_typing.type_check_only
 class DossierServiceAsyncStub(DossierServiceStub):
@@ -51,6 +69,24 @@ class DossierServiceAsyncStub(DossierServiceStub):
     """
     GetDossier: _aio.UnaryUnaryMultiCallable[_dossier_pb2.GetDossierRequest, _dossier_pb2.GetDossierResponse]  # type: ignore[assignment]
     """Read one dossier by its code. Citizens see only their own, officers only their agency's."""
+    ListDossiers: _aio.UnaryUnaryMultiCallable[_dossier_pb2.ListDossiersRequest, _dossier_pb2.ListDossiersResponse]  # type: ignore[assignment]
+    """Dossiers matching the filters, newest first, with stable page tokens. Citizens see only
+    their own dossiers and officers only their agency's, whatever the filters say.
+    """
+    TransitionDossier: _aio.UnaryUnaryMultiCallable[_dossier_pb2.TransitionDossierRequest, _dossier_pb2.TransitionDossierResponse]  # type: ignore[assignment]
+    """Apply a workflow action (receive, reject, request_payment, process, request_supplement,
+    approve, return_result, stop, ...). Refused with FAILED_PRECONDITION when the action is not
+    allowed in the current state, ABORTED when expected_version is not the current version.
+    """
+    SubmitSupplement: _aio.UnaryUnaryMultiCallable[_dossier_pb2.SubmitSupplementRequest, _dossier_pb2.SubmitSupplementResponse]  # type: ignore[assignment]
+    """The citizen answers a supplement request with more documents (action "supplement")."""
+    WithdrawDossier: _aio.UnaryUnaryMultiCallable[_dossier_pb2.WithdrawDossierRequest, _dossier_pb2.WithdrawDossierResponse]  # type: ignore[assignment]
+    """The citizen withdraws the dossier (action "withdraw")."""
+    ListProcedures: _aio.UnaryUnaryMultiCallable[_dossier_pb2.ListProceduresRequest, _dossier_pb2.ListProceduresResponse]  # type: ignore[assignment]
+    """The procedure catalogue (thủ tục hành chính), optionally for one agency."""
+    GetProcedure: _aio.UnaryUnaryMultiCallable[_dossier_pb2.GetProcedureRequest, _dossier_pb2.GetProcedureResponse]  # type: ignore[assignment]
+    GetStatistics: _aio.UnaryUnaryMultiCallable[_dossier_pb2.GetStatisticsRequest, _dossier_pb2.GetStatisticsResponse]  # type: ignore[assignment]
+    """On-time statistics per agency / procedure / period (officers: their agency only)."""
 
 class DossierServiceServicer(metaclass=_abc_1.ABCMeta):
     """Intake and processing of dossiers."""
@@ -72,5 +108,65 @@ class DossierServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dossier_pb2.GetDossierResponse, _abc.Awaitable[_dossier_pb2.GetDossierResponse]]:
         """Read one dossier by its code. Citizens see only their own, officers only their agency's."""
+
+    @_abc_1.abstractmethod
+    def ListDossiers(
+        self,
+        request: _dossier_pb2.ListDossiersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.ListDossiersResponse, _abc.Awaitable[_dossier_pb2.ListDossiersResponse]]:
+        """Dossiers matching the filters, newest first, with stable page tokens. Citizens see only
+        their own dossiers and officers only their agency's, whatever the filters say.
+        """
+
+    @_abc_1.abstractmethod
+    def TransitionDossier(
+        self,
+        request: _dossier_pb2.TransitionDossierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.TransitionDossierResponse, _abc.Awaitable[_dossier_pb2.TransitionDossierResponse]]:
+        """Apply a workflow action (receive, reject, request_payment, process, request_supplement,
+        approve, return_result, stop, ...). Refused with FAILED_PRECONDITION when the action is not
+        allowed in the current state, ABORTED when expected_version is not the current version.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitSupplement(
+        self,
+        request: _dossier_pb2.SubmitSupplementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.SubmitSupplementResponse, _abc.Awaitable[_dossier_pb2.SubmitSupplementResponse]]:
+        """The citizen answers a supplement request with more documents (action "supplement")."""
+
+    @_abc_1.abstractmethod
+    def WithdrawDossier(
+        self,
+        request: _dossier_pb2.WithdrawDossierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.WithdrawDossierResponse, _abc.Awaitable[_dossier_pb2.WithdrawDossierResponse]]:
+        """The citizen withdraws the dossier (action "withdraw")."""
+
+    @_abc_1.abstractmethod
+    def ListProcedures(
+        self,
+        request: _dossier_pb2.ListProceduresRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.ListProceduresResponse, _abc.Awaitable[_dossier_pb2.ListProceduresResponse]]:
+        """The procedure catalogue (thủ tục hành chính), optionally for one agency."""
+
+    @_abc_1.abstractmethod
+    def GetProcedure(
+        self,
+        request: _dossier_pb2.GetProcedureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.GetProcedureResponse, _abc.Awaitable[_dossier_pb2.GetProcedureResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStatistics(
+        self,
+        request: _dossier_pb2.GetStatisticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.GetStatisticsResponse, _abc.Awaitable[_dossier_pb2.GetStatisticsResponse]]:
+        """On-time statistics per agency / procedure / period (officers: their agency only)."""
 
 def add_DossierServiceServicer_to_server(servicer: DossierServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

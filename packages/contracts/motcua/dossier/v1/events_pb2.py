@@ -22,16 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from motcua.common.v1 import common_pb2 as motcua_dot_common_dot_v1_dot_common__pb2
 from motcua.dossier.v1 import dossier_pb2 as motcua_dot_dossier_dot_v1_dot_dossier__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emotcua/dossier/v1/events.proto\x12\x11motcua.dossier.v1\x1a\x1fmotcua/dossier/v1/dossier.proto\"?\n\x10\x44ossierSubmitted\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossierb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emotcua/dossier/v1/events.proto\x12\x11motcua.dossier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dmotcua/common/v1/common.proto\x1a\x1fmotcua/dossier/v1/dossier.proto\"?\n\x10\x44ossierSubmitted\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\"\xf8\x01\n\x14\x44ossierStatusChanged\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\x12\x39\n\x0fprevious_status\x18\x02 \x01(\x0e\x32 .motcua.dossier.v1.DossierStatus\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12&\n\x05\x61\x63tor\x18\x04 \x01(\x0b\x32\x17.motcua.common.v1.Actor\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x0f\x44ossierDeadline\x12+\n\x07\x64ossier\x18\x01 \x01(\x0b\x32\x1a.motcua.dossier.v1.Dossier\x12\x10\n\x08\x64ue_date\x18\x02 \x01(\t\x12\x1c\n\x14new_appointment_date\x18\x03 \x01(\t\x12\x14\n\x0cworking_days\x18\x04 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'motcua.dossier.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOSSIERSUBMITTED']._serialized_start=86
-  _globals['_DOSSIERSUBMITTED']._serialized_end=149
+  _globals['_DOSSIERSUBMITTED']._serialized_start=150
+  _globals['_DOSSIERSUBMITTED']._serialized_end=213
+  _globals['_DOSSIERSTATUSCHANGED']._serialized_start=216
+  _globals['_DOSSIERSTATUSCHANGED']._serialized_end=464
+  _globals['_DOSSIERDEADLINE']._serialized_start=467
+  _globals['_DOSSIERDEADLINE']._serialized_end=599
 # @@protoc_insertion_point(module_scope)
