@@ -87,11 +87,11 @@ def main() -> None:
 
         citizen_id = "079203004567"
         citizen = mint_token(private_pem, "demo-citizen", ["citizen"], citizen_id=citizen_id)
-        officer = mint_token(private_pem, "demo-officer", ["officer"], agency="STP")
+        officer = mint_token(private_pem, "demo-officer", ["officer"], agency="PHOIAN")
         with grpc.insecure_channel(f"127.0.0.1:{SERVICES['dossier']}") as ch:
             response = dossier_pb2_grpc.DossierServiceStub(ch).SubmitDossier(
                 dossier_pb2.SubmitDossierRequest(
-                    procedure_code="HT-004",
+                    procedure_code="HT-001",
                     applicant=dossier_pb2.Applicant(
                         full_name="Nguyễn Thị Thu Hà",
                         citizen_id=citizen_id,
@@ -101,7 +101,7 @@ def main() -> None:
                     ),
                     documents=[
                         dossier_pb2.Document(
-                            name="Tờ khai cấp bản sao trích lục hộ tịch",
+                            name="Tờ khai đăng ký khai sinh",
                             media_type="application/pdf",
                             size_bytes=48_213,
                             sha256="9f" * 32,
@@ -113,10 +113,19 @@ def main() -> None:
                 metadata=[("authorization", f"Bearer {citizen}")],
                 timeout=30,
             )
-        d = response.dossier
-        print(f"\nfiled dossier {d.code}: procedure {d.procedure_code}, fee {d.fee_vnd} VND,")
-        status = dossier_pb2.DossierStatus.Name(d.status)
-        print(f"  appointment date {d.appointment_date}, status {status}")
+            d = response.dossier
+            print(f"\nfiled dossier {d.code} (Đăng ký khai sinh), appointment {d.appointment_date}")
+            stub = dossier_pb2_grpc.DossierServiceStub(ch)
+            for action in ("receive", "process", "approve", "return_result"):
+                d = stub.TransitionDossier(
+                    dossier_pb2.TransitionDossierRequest(
+                        code=d.code, action=action, expected_version=d.version
+                    ),
+                    metadata=[("authorization", f"Bearer {officer}")],
+                    timeout=30,
+                ).dossier
+                status = dossier_pb2.DossierStatus.Name(d.status)
+                print(f"  officer: {action:<14} → {status} (version {d.version})")
 
         with grpc.insecure_channel(f"127.0.0.1:{SERVICES['audit']}") as ch:
             stub = audit_pb2_grpc.AuditServiceStub(ch)
@@ -127,7 +136,7 @@ def main() -> None:
                     metadata=[("authorization", f"Bearer {officer}")],
                     timeout=10,
                 ).entries
-                if trail or time.monotonic() > deadline:
+                if len(trail) >= 5 or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
         if not trail:
@@ -135,7 +144,7 @@ def main() -> None:
         for e in trail:
             digest = e.payload_sha256[:16]
             print(f"audit entry #{e.index}: {e.event_type} id={e.event_id} sha256={digest}…")
-        print("\nthe event went dossier → outbox → Kafka (motcua.dossier.v1) → audit.")
+        print("\nevery step went dossier → outbox → Kafka (motcua.dossier.v1) → audit.")
         if not args.once:
             print("services keep running; Ctrl-C stops everything.")
             signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -32,6 +32,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class StopWaiting(Exception):
+    """Raised by a condition when waiting longer cannot help (e.g. the process died)."""
+
+
 def wait_for(
     condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = ""
 ) -> T:
@@ -43,6 +47,8 @@ def wait_for(
             value = condition()
             if value:
                 return value
+        except StopWaiting:
+            raise
         except Exception as exc:  # conditions may fail while things start
             last_exc = exc
         time.sleep(interval)
@@ -159,7 +165,7 @@ class ServiceProcess:
     def wait_serving(self, timeout: float = 60.0) -> None:
         def serving() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
+                raise StopWaiting(f"{self.name} exited with {self.proc.returncode}")
             with grpc.insecure_channel(self.target) as ch:
                 resp = health_pb2_grpc.HealthStub(ch).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=1
@@ -168,7 +174,7 @@ class ServiceProcess:
 
         try:
             wait_for(serving, timeout, 0.1, f"{self.name} to serve")
-        except AssertionError as exc:
+        except (AssertionError, StopWaiting) as exc:
             raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 60) -> str:
