@@ -313,6 +313,7 @@ MATRIX = {
     "GetStatistics": [PD, PD, OK, PD, OK, OK],
     "SubmitDossier": [OK, PD, OK, PD, OK, OK],
     "ListProcedures": [OK, OK, OK, OK, OK, OK],
+    "GetProcedure": [OK, OK, OK, OK, OK, OK],
 }
 CELLS = [(rpc, who, MATRIX[rpc][i]) for rpc in MATRIX for i, who in enumerate(WHO)]
 
@@ -356,6 +357,9 @@ def test_authorisation_matrix(
         "SubmitDossier": lambda: client.submit(submit_request("HT-004", f"m-{uuid.uuid4()}")),
         "ListProcedures": lambda: client.stub.ListProcedures(
             dossier_pb2.ListProceduresRequest(), metadata=md
+        ),
+        "GetProcedure": lambda: client.stub.GetProcedure(
+            dossier_pb2.GetProcedureRequest(code="HT-004"), metadata=md
         ),
     }
     if expected == OK:
