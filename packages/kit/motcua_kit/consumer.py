@@ -9,6 +9,7 @@ committed only after the records before them are processed or dead-lettered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -121,6 +122,10 @@ class ConsumerRunner:
         self._thread: threading.Thread | None = None
         self._tracer = trace.get_tracer(f"motcua.{service}.consumer")
         self.assigned = threading.Event()
+        self._lag_reported: set[TopicPartition] = set()
+        for topic in self.topics:
+            # Start every DLQ counter at 0, so "increased" alerts see the first dead letter.
+            DLQ_PUBLISHED.labels(service, topic)
 
     # -- one record --------------------------------------------------------------------------
     def _handler_for(self, topic: str, event_type: str) -> Handler | None:
@@ -275,7 +280,13 @@ class ConsumerRunner:
                 self._report_lag(consumer)
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
-        for tp in consumer.assignment():
+        assigned = set(consumer.assignment())
+        for tp in self._lag_reported - assigned:
+            # Revoked in a rebalance: another replica reports it now; stale lag would alert.
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.service, tp.topic, str(tp.partition))
+        self._lag_reported = assigned
+        for tp in assigned:
             high = consumer.highwater(tp)
             if high is None:
                 continue

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -176,6 +177,31 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(str(p) for p in loc) or "request"
 
 
+def field_with_nul(message: Message, prefix: str = "") -> str | None:
+    """The path of the first string field holding a NUL character, if any.
+
+    No motcua text may contain NUL: PostgreSQL cannot store it, and no citizen types it.
+    Checking at the edge keeps every service from failing deep inside a transaction.
+    """
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_MESSAGE, field.TYPE_STRING):
+            continue
+        repeated = field.is_repeated
+        items = list(value) if repeated else [value]
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            continue  # maps carry no citizen text in motcua's contracts
+        for i, item in enumerate(items):
+            path = f"{prefix}{field.name}[{i}]" if repeated else f"{prefix}{field.name}"
+            if field.type == field.TYPE_MESSAGE:
+                found = field_with_nul(item, path + ".")
+                if found:
+                    return found
+            elif "\x00" in item:
+                return path
+    return None
+
+
 class ErrorMappingInterceptor(_WrappingInterceptor):
     """Turns refusals into status codes; INVALID_ARGUMENT carries a BadRequest naming the field.
 
@@ -185,6 +211,9 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
         def mapped(request: Any, context: grpc.ServicerContext) -> Any:
             try:
+                bad = field_with_nul(request) if isinstance(request, Message) else None
+                if bad:
+                    raise errors.InvalidArgument(bad, "must not contain NUL characters")
                 return behaviour(request, context)
             except errors.InvalidArgument as exc:
                 _abort_invalid(context, [(exc.field, exc.reason)])
