@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
         buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
+        payment-states payment-states-check notify-states notify-states-check \
         helm-deps helm-check duplicates clean
 
 help:
@@ -67,6 +68,18 @@ workflows: setup ## Redraw docs/workflows.md from the workflow data
 
 workflows-check: setup
 	$(PY) -m motcua_dossier.tools.draw_workflows --output docs/workflows.md --check
+
+payment-states: setup ## Redraw docs/payment-states.md from the payment state table
+	$(PY) -m motcua_payment.tools.draw_states --output docs/payment-states.md
+
+payment-states-check: setup
+	$(PY) -m motcua_payment.tools.draw_states --output docs/payment-states.md --check
+
+notify-states: setup ## Redraw docs/notify.md (delivery states and notices) from the notify data
+	$(PY) -m motcua_notify.tools.draw_states --output docs/notify.md
+
+notify-states-check: setup
+	$(PY) -m motcua_notify.tools.draw_states --output docs/notify.md --check
 
 helm-deps: tools
 	bash helm/build-deps.sh

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,12 @@ class Service:
     # Outside endpoints the service calls (NetworkPolicy egress by CIDR), or "" for none.
     external: str = ""
     signs_tree_heads: bool = False
+    # Verifies signed gateway callbacks (return URL, IPN): alerts on a spike of rejections.
+    receives_callbacks: bool = False
+    # An HTTP endpoint that outside systems call (payment: gateway callbacks; notify: delivery
+    # receipts): the key under `ports` (env <KEY>_PORT, port name http-<key>) and what it serves.
+    http_endpoint: str = ""
+    http_endpoint_doc: str = ""
     secret_env_example: str = ""
     secret_files_example: str = ""
 
@@ -50,11 +57,16 @@ SERVICES = (
         "tells citizens, businesses and subscribing systems what happened "
         "(email, SMS, Zalo, webhooks)",
         external="SMS/Zalo provider APIs, the SMTP relay and webhook subscribers",
+        http_endpoint="receipts",
+        http_endpoint_doc="delivery receipts from the SMS and Zalo providers",
         secret_env_example=(
             "#  SMTP_PASSWORD: {secretName: motcua-notify-providers, key: smtp-password}\n"
-            "#  SMS_API_KEY: {secretName: motcua-notify-providers, key: sms-api-key}\n"
+            "#  SMS_PROVIDER_A_API_KEY: {secretName: motcua-notify-providers, key: sms-a-key}\n"
             "#  ZALO_ACCESS_TOKEN: {secretName: motcua-notify-providers, key: zalo-token}\n"
-            "#  WEBHOOK_SIGNING_KEY: {secretName: motcua-notify-providers, key: webhook-key}\n"
+        ),
+        secret_files_example=(
+            "#  WEBHOOK_SUBSCRIPTIONS_FILE: {secretName: motcua-notify-webhooks, "
+            "key: subscriptions.yaml}\n"
         ),
     ),
     Service(
@@ -62,8 +74,11 @@ SERVICES = (
         "procedure fees through the payment gateway(s): redirect, signed return and IPN, "
         "reconciliation, refunds",
         external="the payment gateway(s) (payment, query and refund APIs)",
-        secret_env_example=(
-            "#  GATEWAY_HASH_SECRET: {secretName: motcua-payment-gateway, key: hash-secret}\n"
+        receives_callbacks=True,
+        http_endpoint="callback",
+        http_endpoint_doc="the gateway's IPN and the payer's browser return",
+        secret_files_example=(
+            "#  GATEWAY_HASH_SECRET_FILE: {secretName: motcua-payment-gateway, key: hash-secret}\n"
         ),
     ),
     Service(
@@ -208,13 +223,37 @@ def service_schema(svc: Service) -> dict:
             ),
             f"CIDRs of {svc.external}",
         )
+    ports = {"grpc": PORT, "metrics": PORT}
+    ingress_extra: dict = {}
+    if svc.http_endpoint:
+        ports[svc.http_endpoint] = {
+            **PORT,
+            "description": f"HTTP: {svc.http_endpoint_doc} (MOTCUA_{svc.name.upper()}_"
+            f"{svc.http_endpoint.upper()}_PORT)",
+        }
+        ingress_extra = {
+            "httpNamespaces": array(
+                string(minLength=1),
+                f"Namespaces whose pods may call the {svc.http_endpoint} port (the ingress "
+                "controller's)",
+            ),
+            "httpFrom": PEERS,
+        }
     alerts = {
         "enabled": boolean(),
         "grpcErrorRatio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "grpcMinRequestRate": {"type": "number", "minimum": 0},
         "consumerLagThreshold": integer(minimum=0),
         "outboxOldestPendingSeconds": integer(minimum=1),
+        "deadLetterWindow": string(
+            "Alert while records were dead-lettered within this window (PromQL duration)",
+            pattern="^[1-9][0-9]*(m|h|d)$",
+        ),
     }
+    if svc.receives_callbacks:
+        alerts["callbackRejections"] = integer(
+            "Alert when more gateway callbacks than this are rejected in 10 minutes", minimum=0
+        )
     if svc.signs_tree_heads:
         alerts["treeHeadMaxAgeSeconds"] = integer(
             "Alert when the newest signed tree head is older than this", minimum=1
@@ -239,7 +278,7 @@ def service_schema(svc: Service) -> dict:
         ),
         "imagePullSecrets": array(obj({"name": string(minLength=1)}, required=("name",))),
         "replicaCount": integer("Replicas when autoscaling is off", minimum=0),
-        "ports": obj({"grpc": PORT, "metrics": PORT}, required=("grpc", "metrics")),
+        "ports": obj(ports, required=tuple(ports)),
         "service": obj(
             {
                 "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
@@ -356,6 +395,7 @@ def service_schema(svc: Service) -> dict:
                         "from": PEERS,
                         "metricsNamespaces": array(string(minLength=1)),
                         "metricsFrom": PEERS,
+                        **ingress_extra,
                     }
                 ),
                 "egress": obj(egress),
@@ -391,6 +431,22 @@ def service_schema(svc: Service) -> dict:
         "preStopSleepSeconds": integer(minimum=0),
         "tmpSizeLimit": QUANTITY,
     }
+    if svc.http_endpoint:
+        ingress = obj(
+            {
+                "enabled": boolean(f"An Ingress to the {svc.http_endpoint} port"),
+                "className": string("ingressClassName (empty: the cluster's default class)"),
+                "host": string("The public host name"),
+                "path": string(pattern="^/"),
+                "pathType": {"enum": ["Prefix", "Exact", "ImplementationSpecific"]},
+                "tlsSecret": OPTIONAL_SECRET_NAME,
+                "annotations": string_map(),
+            },
+            desc=f"Ingress for {svc.http_endpoint_doc}",
+        )
+        ingress["if"] = {"properties": {"enabled": {"const": True}}, "required": ["enabled"]}
+        ingress["then"] = {"properties": {"host": {"minLength": 1}}, "required": ["host"]}
+        props["ingress"] = ingress
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": f"motcua {svc.name} service",
@@ -468,7 +524,7 @@ def umbrella_schema() -> dict:
                     ),
                     "prometheusRule": obj({"enabled": MONITORING_SWITCH, "labels": string_map()}),
                     "runbookBaseUrl": string(
-                        "Alerts link to <runbookBaseUrl>#<alert>", minLength=1
+                        "Alerts link to <runbookBaseUrl>/<page>.md (docs/runbooks)", minLength=1
                     ),
                 }
             ),
@@ -593,6 +649,7 @@ TEMPLATES = {
     "configmap.yaml": "motcua-lib.configmap",
     "deployment.yaml": "motcua-lib.deployment",
     "hpa.yaml": "motcua-lib.hpa",
+    "ingress.yaml": "motcua-lib.ingress",
     "migration-job.yaml": "motcua-lib.migration-job",
     "networkpolicy.yaml": "motcua-lib.networkpolicy",
     "pdb.yaml": "motcua-lib.pdb",
@@ -605,10 +662,17 @@ TEMPLATES = {
 
 
 def chart_yaml(svc: Service) -> str:
+    description = textwrap.fill(
+        f"motcua {svc.name} service: {svc.description}",
+        width=100,
+        initial_indent="  ",
+        subsequent_indent="  ",
+    )
     return f"""# {GENERATED}
 apiVersion: v2
 name: {svc.name}
-description: "motcua {svc.name} service: {svc.description}"
+description: >-
+{description}
 type: application
 version: {CHART_VERSION}
 appVersion: "{APP_VERSION}"
@@ -632,9 +696,43 @@ def values_yaml(svc: Service) -> str:
     tree_head = ""
     if svc.signs_tree_heads:
         tree_head = "  treeHeadMaxAgeSeconds: 900       # newest signed tree head older than this\n"
+    if svc.receives_callbacks:
+        tree_head += "  callbackRejections: 5            # rejected gateway callbacks per 10 min\n"
+    http_port = http_ingress = http_block = ""
+    if svc.http_endpoint:
+        key = svc.http_endpoint
+        http_port = (
+            f"  # HTTP: {svc.http_endpoint_doc}\n"
+            f"  # (MOTCUA_{upper}_{key.upper()}_PORT; port name http-{key})\n"
+            f"  {key}: 8080\n"
+        )
+        http_ingress = (
+            f"    # who may call the {key} port: the ingress controller's namespace, or the\n"
+            "    # callers' CIDRs as raw peers, e.g. [{ipBlock: {cidr: 192.0.2.0/24}}]\n"
+            "    httpNamespaces: []\n"
+            "    httpFrom: []\n"
+        )
+        http_block = f"""
+# An Ingress to the {key} port: {svc.http_endpoint_doc}.
+# Or expose the Service's port http-{key} with the platform's own ingress.
+ingress:
+  enabled: false
+  className: ""
+  host: ""                # required when enabled
+  path: /
+  pathType: Prefix
+  tlsSecret: ""           # kubernetes.io/tls Secret for host; empty: no TLS section
+  annotations: {{}}
+"""
     secret_env = "secretEnv: {}\n" + svc.secret_env_example
     secret_files = "secretFiles: {}\n" + svc.secret_files_example
-    return f"""# motcua {svc.name} service: {svc.description}.
+    title = textwrap.fill(
+        f"motcua {svc.name} service: {svc.description}.",
+        width=100,
+        initial_indent="# ",
+        subsequent_indent="# ",
+    )
+    return f"""{title}
 # Suite-wide settings (Kafka, JWT, TLS, OTLP, monitoring, network policy defaults) are under
 # `global` in the umbrella chart, helm/motcua/values.yaml; this file holds what is {svc.name}'s own.
 # {GENERATED}
@@ -655,7 +753,7 @@ replicaCount: 1
 ports:
   grpc: 50051
   metrics: 9100           # HTTP: /metrics, /healthz, /readyz
-
+{http_port}
 service:
   type: ClusterIP
   clusterIP: ""           # "None": headless, for client-side gRPC load balancing
@@ -745,7 +843,8 @@ networkPolicy:
     namespaces: []        # namespaces whose pods may call {svc.name}'s gRPC port
     pods: []              # label sets of pods in this namespace that may call it
     from: []              # raw NetworkPolicyPeer entries
-  egress:                 # kafka / postgresql / otlp / dns given here replace the global ones
+{http_ingress}  # kafka / postgresql / otlp / dns given here replace the global ones
+  egress:
 {external}    extra: []             # raw NetworkPolicyEgressRule entries
 
 topologySpread:
@@ -753,14 +852,15 @@ topologySpread:
   maxSkew: 1
   zoneWhenUnsatisfiable: ScheduleAnyway
   hostnameWhenUnsatisfiable: ScheduleAnyway
-
-# PrometheusRule thresholds (see docs/operations/runbooks.md).
+{http_block}
+# PrometheusRule thresholds; one runbook page per alert in docs/runbooks/.
 alerts:
   enabled: true
   grpcErrorRatio: 0.05             # share of calls ending in a server-side error code
   grpcMinRequestRate: 0.1          # calls/s below which the ratio is not judged
   consumerLagThreshold: 1000       # records behind, per topic
   outboxOldestPendingSeconds: 300
+  deadLetterWindow: 6h             # alert while records were dead-lettered this recently
 {tree_head}
 # The pre-install/pre-upgrade hook: python -m motcua_{svc.name} migrate
 migration:

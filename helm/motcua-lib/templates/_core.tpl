@@ -28,6 +28,13 @@ spec:
       targetPort: http-metrics
       protocol: TCP
       appProtocol: http
+    {{- range (include "motcua-lib.httpPorts" . | fromYaml).ports }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+      protocol: TCP
+      appProtocol: http
+    {{- end }}
 {{- end -}}
 
 {{- define "motcua-lib.serviceaccount" -}}

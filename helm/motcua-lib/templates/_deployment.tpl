@@ -120,7 +120,8 @@ spec:
         - name: {{ include "motcua-lib.service" . }}
           image: {{ include "motcua-lib.image" . | quote }}
           imagePullPolicy: {{ .Values.image.pullPolicy }}
-          command: ["python", "-m", {{ include "motcua-lib.module" . | quote }}, "serve"]
+          {{- /* The migration hook has already migrated; without it the service migrates itself. */}}
+          command: ["python", "-m", {{ include "motcua-lib.module" . | quote }}, "serve"{{ if .Values.migration.enabled }}, "--no-migrate-first"{{ end }}]
           ports:
             - name: grpc
               containerPort: {{ .Values.ports.grpc }}
@@ -128,6 +129,11 @@ spec:
             - name: http-metrics
               containerPort: {{ .Values.ports.metrics }}
               protocol: TCP
+            {{- range (include "motcua-lib.httpPorts" . | fromYaml).ports }}
+            - name: {{ .name }}
+              containerPort: {{ .port }}
+              protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ $fullname }}

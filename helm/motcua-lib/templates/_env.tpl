@@ -26,6 +26,9 @@ Job runs before the ConfigMap exists on first install).
 {{- $_ := set $d (print $p "BIND_HOST") "0.0.0.0" -}}
 {{- $_ := set $d (print $p "GRPC_PORT") (.Values.ports.grpc | int64 | toString) -}}
 {{- $_ := set $d (print $p "METRICS_PORT") (.Values.ports.metrics | int64 | toString) -}}
+{{- range (include "motcua-lib.httpPorts" . | fromYaml).ports -}}
+{{- $_ := set $d (print $p .env) (toString .port) -}}
+{{- end -}}
 {{- $_ := set $d (print $p "KAFKA_BOOTSTRAP") $s.kafka.bootstrap -}}
 {{- $_ := set $d (print $p "KAFKA_SECURITY_PROTOCOL") $s.kafka.securityProtocol -}}
 {{- $_ := set $d (print $p "KAFKA_CREATE_TOPICS") (toString $s.kafka.createTopics) -}}

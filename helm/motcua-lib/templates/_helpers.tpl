@@ -57,6 +57,21 @@ app.kubernetes.io/part-of: motcua
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end -}}
 
+{{/*
+HTTP endpoints that outside systems call (payment: gateway callbacks; notify: delivery receipts):
+every key of .Values.ports besides grpc and metrics. Key `callback` becomes port name
+http-callback and setting CALLBACK_PORT. Use as (include "motcua-lib.httpPorts" . | fromYaml).ports.
+*/}}
+{{- define "motcua-lib.httpPorts" -}}
+{{- $out := list -}}
+{{- range $key, $port := .Values.ports -}}
+{{- if not (has $key (list "grpc" "metrics")) -}}
+{{- $out = append $out (dict "key" $key "name" (printf "http-%s" $key) "port" ($port | int64) "env" (printf "%s_PORT" (upper $key))) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "ports" $out) -}}
+{{- end -}}
+
 {{- define "motcua-lib.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "motcua-lib.fullname" .) .Values.serviceAccount.name -}}
@@ -148,7 +163,7 @@ monitoring:
   scrapeTimeout: {{ dig "serviceMonitor" "scrapeTimeout" "10s" $gm | quote }}
   serviceMonitorLabels: {{ dig "serviceMonitor" "labels" dict $gm | toJson }}
   prometheusRuleLabels: {{ dig "prometheusRule" "labels" dict $gm | toJson }}
-  runbookBaseUrl: {{ $gm.runbookBaseUrl | default "docs/operations/runbooks.md" | quote }}
+  runbookBaseUrl: {{ $gm.runbookBaseUrl | default "docs/runbooks" | quote }}
 grpcHealthProbeImage: {{ $g.grpcHealthProbeImage | default "ghcr.io/grpc-ecosystem/grpc-health-probe:v0.4.53" | quote }}
 {{- end -}}
 
@@ -167,5 +182,17 @@ grpcHealthProbeImage: {{ $g.grpcHealthProbeImage | default "ghcr.io/grpc-ecosyst
 {{- end -}}
 {{- if and (ne $s.kafka.securityProtocol "PLAINTEXT") (ne $s.kafka.securityProtocol "SSL") (not $s.kafka.saslMechanism) -}}
 {{- fail (printf "motcua %s: global.kafka.sasl.mechanism is required when global.kafka.securityProtocol is %s" $svc $s.kafka.securityProtocol) -}}
+{{- end -}}
+{{- /* Secrets are never values: a setting named like one must come from a Secret. */ -}}
+{{- $secretish := "(^|_)(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)$" -}}
+{{- range $suffix, $_ := .Values.config -}}
+{{- if regexMatch $secretish $suffix -}}
+{{- fail (printf "motcua %s: %s.config.%s looks like a secret, and values never hold secrets: use %s.secretEnv.%s: {secretName: <Secret>, key: <key>}" $svc $svc $suffix $svc $suffix) -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if and (regexMatch $secretish .name) (hasKey . "value") -}}
+{{- fail (printf "motcua %s: %s.extraEnv %s has a literal value, and values never hold secrets: use valueFrom.secretKeyRef (or %s.secretEnv)" $svc $svc .name $svc) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

@@ -1,5 +1,9 @@
 {{/*
-Database migration, run by Helm before the new pods start (pre-install, pre-upgrade). A hook runs
+Database migration, run by Helm before the new pods start (pre-install, pre-upgrade): Helm applies
+the release's ordinary objects (the Deployment among them) only after every pre-* hook has
+succeeded, so the new code never rolls onto an old schema, and the Deployment runs
+`serve --no-migrate-first`. The weight puts the migrations after pre-install hooks of weight
+below 10 (e.g. a Secret a platform team adds as a hook). A hook runs
 before the release's ordinary objects exist, so the Job carries its environment inline instead of
 reading the ConfigMap, and uses migration.serviceAccountName (the namespace's default account
 when empty) rather than the chart's ServiceAccount. A failed Job is kept for its logs; the next
@@ -18,7 +22,7 @@ metadata:
     {{- include "motcua-lib.labels" (dict "ctx" . "component" "migration") | nindent 4 }}
   annotations:
     helm.sh/hook: pre-install,pre-upgrade
-    helm.sh/hook-weight: "0"
+    helm.sh/hook-weight: "10"
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 spec:
   backoffLimit: {{ $m.backoffLimit }}

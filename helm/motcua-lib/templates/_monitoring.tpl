@@ -36,14 +36,22 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* Alerts. Each names its runbook section: <runbookBaseUrl>#<alert name in lower case>. */}}
+{{/*
+Alerts. Each links to its own runbook page, <runbookBaseUrl>/<page>.md (docs/runbooks/ in the
+repository; tests/helm checks that every alert has one). Severities: critical pages someone
+(citizens are affected now, or evidence is at risk), warning goes to the team's queue.
+*/}}
+{{- define "motcua-lib.runbookUrl" -}}
+{{- printf "%s/%s.md" (trimSuffix "/" .base) .page -}}
+{{- end -}}
+
 {{- define "motcua-lib.prometheusrule" -}}
 {{- $s := include "motcua-lib.settings" . | fromYaml -}}
 {{- if and $s.monitoring.prometheusRule .Values.alerts.enabled -}}
 {{- $a := .Values.alerts -}}
 {{- $svc := include "motcua-lib.service" . -}}
 {{- $sel := printf "namespace=%q, job=%q" .Release.Namespace (include "motcua-lib.fullname" .) -}}
-{{- $runbook := $s.monitoring.runbookBaseUrl -}}
+{{- $rb := $s.monitoring.runbookBaseUrl -}}
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
@@ -58,7 +66,7 @@ spec:
   groups:
     - name: motcua-{{ $svc }}
       rules:
-        - alert: MotcuaGrpcHighErrorRatio
+        - alert: MotcuaGrpcHighErrorRate
           expr: |
             (
               sum(rate(motcua_grpc_requests_total{ {{- $sel }}, code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED|UNIMPLEMENTED|RESOURCE_EXHAUSTED"}[5m]))
@@ -74,7 +82,7 @@ spec:
           annotations:
             summary: "{{ $svc }}: more than {{ mulf $a.grpcErrorRatio 100 }}% of gRPC calls fail with a server error"
             description: "{{ "{{" }} $value | humanizePercentage {{ "}}" }} of {{ $svc }} gRPC calls in {{ .Release.Namespace }} ended in a server-side error code over the last 5 minutes."
-            runbook_url: "{{ $runbook }}#motcuagrpchigherrorratio"
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "grpc-high-error-rate") | quote }}
         - alert: MotcuaConsumerLagGrowing
           expr: |
             sum by (topic) (max by (topic, partition) (motcua_consumer_lag{ {{- $sel }}})) > {{ $a.consumerLagThreshold }}
@@ -87,8 +95,8 @@ spec:
           annotations:
             summary: "{{ $svc }}: Kafka consumer lag is high and still growing"
             description: "{{ $svc }} is {{ "{{" }} $value {{ "}}" }} records behind on {{ "{{" }} $labels.topic {{ "}}" }} and falling further behind."
-            runbook_url: "{{ $runbook }}#motcuaconsumerlaggrowing"
-        - alert: MotcuaOutboxStale
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "consumer-lag-growing") | quote }}
+        - alert: MotcuaOutboxStuck
           expr: |
             max(motcua_outbox_oldest_pending_seconds{ {{- $sel }}}) > {{ $a.outboxOldestPendingSeconds }}
           for: 5m
@@ -98,20 +106,42 @@ spec:
           annotations:
             summary: "{{ $svc }}: events wait in the outbox longer than {{ $a.outboxOldestPendingSeconds }}s"
             description: "The oldest unpublished outbox row of {{ $svc }} is {{ "{{" }} $value | humanizeDuration {{ "}}" }} old: events are not reaching Kafka."
-            runbook_url: "{{ $runbook }}#motcuaoutboxstale"
-        - alert: MotcuaDeadLetterIncreasing
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "outbox-stuck") | quote }}
+        {{- /*
+        A labelled counter appears only at its first increment, and increase() cannot see that
+        first step; the second branch catches a topic whose DLQ series is new in the window.
+        */}}
+        - alert: MotcuaDeadLetterQueueNotEmpty
           expr: |
-            sum by (topic) (increase(motcua_dlq_published_total{ {{- $sel }}}[15m])) > 0
-          for: 1m
+            sum by (topic) (increase(motcua_dlq_published_total{ {{- $sel }}}[{{ $a.deadLetterWindow }}])) > 0
+            or
+            (
+              sum by (topic) (motcua_dlq_published_total{ {{- $sel }}}) > 0
+              unless
+              sum by (topic) (motcua_dlq_published_total{ {{- $sel }}} offset {{ $a.deadLetterWindow }})
+            )
           labels:
             severity: warning
             service: {{ $svc }}
           annotations:
-            summary: "{{ $svc }}: records are being dead-lettered"
-            description: "{{ "{{" }} $value {{ "}}" }} records from {{ "{{" }} $labels.topic {{ "}}" }} went to its .dlq topic in the last 15 minutes."
-            runbook_url: "{{ $runbook }}#motcuadeadletterincreasing"
+            summary: "{{ $svc }}: records went to a dead-letter topic in the last {{ $a.deadLetterWindow }}"
+            description: "{{ "{{" }} $value {{ "}}" }} records of {{ "{{" }} $labels.topic {{ "}}" }} were dead-lettered by {{ $svc }}; they wait in {{ "{{" }} $labels.topic {{ "}}" }}.dlq to be looked at and replayed."
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dead-letter-queue-not-empty") | quote }}
+        {{- if hasKey $a "callbackRejections" }}
+        - alert: MotcuaPaymentCallbackRejectionsSpike
+          expr: |
+            sum by (reason) (increase(motcua_payment_callback_rejections_total{ {{- $sel }}}[10m])) > {{ $a.callbackRejections }}
+          for: 2m
+          labels:
+            severity: critical
+            service: {{ $svc }}
+          annotations:
+            summary: "payment: more than {{ $a.callbackRejections }} gateway callbacks rejected in 10 minutes"
+            description: "{{ "{{" }} $value {{ "}}" }} payment gateway callbacks (return URL or IPN) were rejected with reason {{ "{{" }} $labels.reason {{ "}}" }} in the last 10 minutes: forged or replayed callbacks, or a gateway secret that no longer matches."
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "payment-callback-rejections-spike") | quote }}
+        {{- end }}
         {{- if hasKey $a "treeHeadMaxAgeSeconds" }}
-        - alert: MotcuaAuditTreeHeadNotSigned
+        - alert: MotcuaAuditTreeHeadStale
           expr: |
             (time() - max(motcua_audit_tree_head_timestamp_seconds{ {{- $sel }}})) > {{ $a.treeHeadMaxAgeSeconds }}
             or
@@ -123,7 +153,7 @@ spec:
           annotations:
             summary: "audit: no signed tree head for more than {{ $a.treeHeadMaxAgeSeconds }}s"
             description: "The audit log has not published a newly signed tree head recently; entries since then are not yet covered by a signature."
-            runbook_url: "{{ $runbook }}#motcuaaudittreeheadnotsigned"
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "audit-tree-head-stale") | quote }}
         {{- end }}
 {{- end -}}
 {{- end -}}

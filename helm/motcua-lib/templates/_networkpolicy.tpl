@@ -3,7 +3,9 @@ NetworkPolicy for the server pods (opt-in: global.networkPolicy.enabled, or the 
 networkPolicy.enabled).
 
 Ingress: the gRPC port from the allowed namespaces/pods (global list + this service's list) and
-this chart's `helm test` pod; the metrics port from the monitoring namespaces. Nothing else.
+this chart's `helm test` pod; the metrics port from the monitoring namespaces; an HTTP endpoint
+port (payment's callbacks, notify's receipts) from networkPolicy.ingress.httpNamespaces and
+httpFrom (the ingress controller, or the callers' CIDRs). Nothing else.
 Egress: DNS, Kafka, PostgreSQL, the OTLP collector (when an endpoint is set) and, for services
 that talk to the outside (notify: SMS/email/Zalo providers; payment: the gateway), the CIDRs in
 networkPolicy.egress.external. An egress target with an empty `to` allows its ports to any
@@ -106,6 +108,17 @@ spec:
           protocol: TCP
       from:
         {{- . | nindent 8 }}
+    {{- end }}
+    {{- $httpPeers := include "motcua-lib.peers" (dict "namespaces" ($li.httpNamespaces | default list) "pods" list "from" ($li.httpFrom | default list)) | trim }}
+    {{- $httpPorts := (include "motcua-lib.httpPorts" . | fromYaml).ports }}
+    {{- if and $httpPeers $httpPorts }}
+    - ports:
+        {{- range $httpPorts }}
+        - port: {{ .port }}
+          protocol: TCP
+        {{- end }}
+      from:
+        {{- $httpPeers | nindent 8 }}
     {{- end }}
   egress:
     {{- include "motcua-lib.egressRule" (dict "target" $dns "protocols" (list "UDP" "TCP")) | nindent 4 }}

@@ -124,6 +124,16 @@ class Service:
         """(full service name, registration function) for each gRPC servicer of the service."""
         return []
 
+    def on_start(self) -> None:
+        """Hook: runs before the relay, consumers, timers and gRPC start.
+
+        A service checks its own configuration here (raise to refuse to start) and starts its
+        extra endpoints (e.g. payment's HTTP callbacks).
+        """
+
+    def on_stop(self) -> None:
+        """Hook: runs once gRPC, consumers and timers stopped, before the relay's last flush."""
+
     def handlers(self) -> list[Handler]:
         out: list[Handler] = []
         for attr in dir(type(self)):
@@ -204,6 +214,7 @@ class ServiceHost:
                 log.warning("could not ensure topics %s: %s", topics, exc)
         self.metrics = MetricsEndpoint(s.bind_host, s.metrics_port, lambda: self._ready)
         self.metrics.start()
+        self.service.on_start()
         if self.outbox is not None and s.outbox_relay_enabled:
             self.relay = OutboxRelay(
                 self.service_cls.name,
@@ -272,6 +283,7 @@ class ServiceHost:
             runner.stop(grace)
         for thread in self._timers:
             thread.join(grace)
+        self.service.on_stop()
         if self.relay is not None:
             self.relay.stop(grace)
         if self.metrics is not None:

@@ -1,1 +1,6 @@
-"""motcua notify service: tells citizens and systems what happened (being built: issue 5)."""
+"""motcua notify service: tells citizens and subscribing systems what happened to a dossier.
+
+Read top-down: ``service.py`` wires it (recording in the consumer, sending on a timer);
+``domain/`` holds the rules (states, templates, pacing, planning); ``adapters/`` translate at
+the edges (database, inbound events, channels, receipts, gRPC); ``data/`` holds the templates.
+"""

@@ -1,1 +1,6 @@
-"""motcua payment service: procedure fees through gateway adapters (being built: issue 4)."""
+"""motcua payment service: procedure fees for dossiers through gateway adapters.
+
+Start at ``service.py`` (the Service class and its use cases); rules and the state table are
+in ``domain/``; gateways (and the sandbox) in ``gateways/`` and ``sandbox/``; database, gRPC
+and the HTTP callback endpoint in ``adapters/``.
+"""

@@ -1,0 +1,1 @@
+"""Adapters at the edges of notify: database, inbound events, channels, receipts, gRPC."""

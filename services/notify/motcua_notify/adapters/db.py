@@ -1,0 +1,506 @@
+"""Notify's tables and the repository that maps them to domain objects.
+
+``notifications`` holds one row per (event id, channel, recipient) — a UNIQUE constraint, so
+redelivered events cannot add a second message whatever the code above it does. Rows are
+written in the consumer's transaction (state created) and sent afterwards by the sender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from motcua_kit.consumer import inbox_table
+from motcua_kit.outbox import outbox_table
+from motcua_notify.domain.notification import (
+    Contact,
+    HistoryEntry,
+    Intent,
+    Notification,
+)
+from motcua_notify.domain.occurrence import DossierSnapshot
+from motcua_notify.domain.states import Channel, State
+
+metadata = MetaData()
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("dossier_code", String(40), nullable=False),
+    Column("agency_code", String(20), nullable=False),
+    Column("citizen_id", String(12), nullable=False),
+    Column("template", String(100), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("sms_segments", Integer, nullable=True),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("reference", String(80), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("provider_ref", String(200), nullable=False),
+    Column("detail", String(1000), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("trace_headers", JSON, nullable=False),
+    UniqueConstraint("event_id", "channel", "recipient", name="uq_notifications_once"),
+    Index("ix_notifications_due", "state", "next_attempt_at"),
+    Index("ix_notifications_dossier", "dossier_code", "seq"),
+    Index("ix_notifications_provider_ref", "provider", "provider_ref"),
+)
+
+notification_history = Table(
+    "notification_history",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column(
+        "notification_id",
+        String(36),
+        ForeignKey("notifications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("state", String(20), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("detail", String(1000), nullable=False),
+    Index("ix_notification_history_notification", "notification_id", "seq"),
+)
+
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("citizen_id", String(12), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("citizen_id", "channel", name="pk_opt_outs"),
+)
+
+# The latest of each dossier notify has seen (for events that name a dossier but not its
+# applicant, e.g. payment events). Personal data: kept in notify's own database only.
+dossier_snapshots = Table(
+    "dossier_snapshots",
+    metadata,
+    Column("dossier_code", String(40), primary_key=True),
+    Column("agency_code", String(20), nullable=False),
+    Column("procedure_code", String(40), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("appointment_date", String(10), nullable=False),
+    Column("submitted_date", String(10), nullable=False),
+    Column("citizen_id", String(12), nullable=False),
+    Column("full_name", String(200), nullable=False),
+    Column("phone", String(15), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+_DETAIL = 1000
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Store UTC: SQLite keeps the wall-clock digits of an aware value and drops its zone."""
+    return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+
+def _insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+class NotificationRepository:
+    """Reads and writes notifications, their history, opt-outs and dossier snapshots."""
+
+    # -- intents -----------------------------------------------------------------------------
+    def add_intents(
+        self,
+        session: Session,
+        intents: Iterable[Intent],
+        now: datetime,
+        trace_headers: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Insert what is new; returns the ids inserted (a duplicate is silently skipped)."""
+        inserted: list[str] = []
+        for intent in intents:
+            stmt = (
+                _insert(session, notifications)
+                .values(
+                    id=intent.id,
+                    event_id=intent.event_id,
+                    event_type=intent.event_type,
+                    channel=intent.channel.value,
+                    recipient=intent.recipient,
+                    dossier_code=intent.dossier_code,
+                    agency_code=intent.agency_code,
+                    citizen_id=intent.citizen_id,
+                    template=intent.template,
+                    subject=intent.subject[:500],
+                    body=intent.body,
+                    payload=intent.payload,
+                    sms_segments=intent.sms_segments,
+                    state=State.CREATED.value,
+                    attempts=0,
+                    reference="",
+                    provider="",
+                    provider_ref="",
+                    detail="",
+                    created_at=now,
+                    updated_at=now,
+                    next_attempt_at=now,
+                    lease_until=None,
+                    trace_headers=dict(trace_headers or {}),
+                )
+                .on_conflict_do_nothing()
+                .returning(notifications.c.id)
+            )
+            new_id = session.execute(stmt).scalar()
+            if new_id is None:
+                continue
+            inserted.append(new_id)
+            self.add_history(session, new_id, State.CREATED, now, 0, "", "recorded")
+        return inserted
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, session: Session, notification_id: str) -> Notification | None:
+        row = session.execute(
+            select(notifications).where(notifications.c.id == notification_id)
+        ).first()
+        return _to_domain(row._mapping) if row else None
+
+    def by_provider_ref(
+        self, session: Session, provider: str, provider_ref: str
+    ) -> Notification | None:
+        row = session.execute(
+            select(notifications).where(
+                notifications.c.provider == provider, notifications.c.provider_ref == provider_ref
+            )
+        ).first()
+        return _to_domain(row._mapping) if row else None
+
+    def list_by_dossier(
+        self,
+        session: Session,
+        dossier_code: str,
+        after_seq: int,
+        limit: int,
+        *,
+        agency_code: str | None = None,
+        citizen_id: str | None = None,
+        everything: bool = False,
+    ) -> list[tuple[int, Notification]]:
+        """A page of one dossier's notifications, oldest first, limited to what the caller
+        may see: ``everything``, or those of ``agency_code`` or addressed to ``citizen_id``."""
+        n = notifications
+        scope = []
+        if agency_code:
+            scope.append(n.c.agency_code == agency_code)
+        if citizen_id:
+            scope.append(n.c.citizen_id == citizen_id)
+        if not everything and not scope:
+            return []
+        stmt = select(n).where(n.c.dossier_code == dossier_code, n.c.seq > after_seq)
+        if not everything:
+            stmt = stmt.where(or_(*scope))
+        rows = session.execute(stmt.order_by(n.c.seq).limit(limit)).all()
+        return [(int(r.seq), _to_domain(r._mapping)) for r in rows]
+
+    def history(self, session: Session, notification_id: str) -> list[HistoryEntry]:
+        h = notification_history
+        rows = session.execute(
+            select(h).where(h.c.notification_id == notification_id).order_by(h.c.seq)
+        ).all()
+        return [
+            HistoryEntry(State(r.state), _aware(r.at), r.attempt, r.provider, r.detail)  # type: ignore[arg-type]
+            for r in rows
+        ]
+
+    def by_event(self, session: Session, event_id: str) -> list[Notification]:
+        rows = session.execute(
+            select(notifications)
+            .where(notifications.c.event_id == event_id)
+            .order_by(notifications.c.seq)
+        ).all()
+        return [_to_domain(r._mapping) for r in rows]
+
+    # -- the sender's queue ------------------------------------------------------------------
+    def due(
+        self, session: Session, now: datetime, limit: int, channels: Iterable[Channel]
+    ) -> list[Notification]:
+        """Rows of ``channels`` to send now: created or temporary-failure and due, or
+        abandoned mid-send. Locked for this transaction on PostgreSQL (SKIP LOCKED), so
+        replicas share the queue.
+        """
+        wanted = [c.value for c in channels]
+        if not wanted or limit <= 0:
+            return []
+        n = notifications
+        stmt = (
+            select(n)
+            .where(
+                n.c.channel.in_(wanted),
+                or_(
+                    and_(
+                        n.c.state.in_([State.CREATED.value, State.TEMPORARY_FAILURE.value]),
+                        n.c.next_attempt_at <= now,
+                    ),
+                    # In sending, not yet accepted by a provider, and its sender's lease is
+                    # over: the sender died mid-send. Resent with the same reference.
+                    and_(
+                        n.c.state == State.SENDING.value,
+                        n.c.provider_ref == "",
+                        n.c.lease_until.is_not(None),
+                        n.c.lease_until <= now,
+                    ),
+                ),
+            )
+            .order_by(n.c.next_attempt_at, n.c.seq)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [_to_domain(r._mapping) for r in session.execute(stmt).all()]
+
+    def oldest_due(self, session: Session, now: datetime) -> dict[Channel, datetime]:
+        """Per channel, the creation time of the oldest message still waiting to be sent."""
+        n = notifications
+        rows = session.execute(
+            select(n.c.channel, func.min(n.c.created_at))
+            .where(n.c.state.in_([State.CREATED.value, State.TEMPORARY_FAILURE.value]))
+            .group_by(n.c.channel)
+        ).all()
+        return {Channel(ch): _aware(at) for ch, at in rows if at is not None}  # type: ignore[misc]
+
+    def claim(
+        self,
+        session: Session,
+        notification: Notification,
+        *,
+        attempts: int,
+        reference: str,
+        lease_until: datetime,
+        now: datetime,
+        detail: str,
+    ) -> None:
+        session.execute(
+            update(notifications)
+            .where(notifications.c.id == notification.id)
+            .values(
+                state=State.SENDING.value,
+                attempts=attempts,
+                reference=reference,
+                lease_until=_utc(lease_until),
+                next_attempt_at=None,
+                updated_at=now,
+            )
+        )
+        self.add_history(session, notification.id, State.SENDING, now, attempts, "", detail)
+
+    def hold(
+        self, session: Session, notification: Notification, until: datetime, now: datetime, why: str
+    ) -> None:
+        """Postpone a due message (quiet hours) without changing its state."""
+        session.execute(
+            update(notifications)
+            .where(notifications.c.id == notification.id)
+            .values(next_attempt_at=_utc(until), updated_at=now)
+        )
+        self.add_history(
+            session, notification.id, notification.state, now, notification.attempts, "", why
+        )
+
+    def record(
+        self,
+        session: Session,
+        notification: Notification,
+        *,
+        state: State,
+        now: datetime,
+        detail: str,
+        provider: str | None = None,
+        provider_ref: str | None = None,
+        next_attempt_at: datetime | None = None,
+        expect_reference: str | None = None,
+    ) -> bool:
+        """Write a state change if the row is still as read (same state and reference)."""
+        n = notifications
+        values: dict[str, Any] = {
+            "state": state.value,
+            "updated_at": now,
+            "detail": detail[:_DETAIL],
+            "next_attempt_at": _utc(next_attempt_at),
+            "lease_until": None,
+        }
+        if provider is not None:
+            values["provider"] = provider
+        if provider_ref is not None:
+            values["provider_ref"] = provider_ref
+        stmt = update(n).where(n.c.id == notification.id, n.c.state == notification.state.value)
+        if expect_reference is not None:
+            stmt = stmt.where(n.c.reference == expect_reference)
+        changed = session.execute(stmt.values(**values)).rowcount  # type: ignore[attr-defined]
+        if changed:
+            self.add_history(
+                session,
+                notification.id,
+                state,
+                now,
+                notification.attempts,
+                provider if provider is not None else notification.provider,
+                detail,
+            )
+        return bool(changed)
+
+    def add_history(
+        self,
+        session: Session,
+        notification_id: str,
+        state: State,
+        at: datetime,
+        attempt: int,
+        provider: str,
+        detail: str,
+    ) -> None:
+        session.execute(
+            insert(notification_history).values(
+                notification_id=notification_id,
+                state=state.value,
+                at=at,
+                attempt=attempt,
+                provider=provider,
+                detail=detail[:_DETAIL],
+            )
+        )
+
+    # -- opt-outs ----------------------------------------------------------------------------
+    def opted_out(self, session: Session, citizen_id: str) -> dict[Channel, datetime]:
+        if not citizen_id:
+            return {}
+        rows = session.execute(
+            select(opt_outs.c.channel, opt_outs.c.updated_at).where(
+                opt_outs.c.citizen_id == citizen_id
+            )
+        ).all()
+        return {Channel(ch): _aware(at) for ch, at in rows}  # type: ignore[misc]
+
+    def set_opt_out(
+        self, session: Session, citizen_id: str, channel: Channel, opted_out: bool, now: datetime
+    ) -> None:
+        if opted_out:
+            session.execute(
+                _insert(session, opt_outs)
+                .values(citizen_id=citizen_id, channel=channel.value, updated_at=now)
+                .on_conflict_do_nothing()
+            )
+        else:
+            session.execute(
+                delete(opt_outs).where(
+                    opt_outs.c.citizen_id == citizen_id, opt_outs.c.channel == channel.value
+                )
+            )
+
+    # -- dossier snapshots -------------------------------------------------------------------
+    def save_snapshot(self, session: Session, snapshot: DossierSnapshot, now: datetime) -> None:
+        c = snapshot.contact
+        values = {
+            "agency_code": snapshot.agency_code,
+            "procedure_code": snapshot.procedure_code,
+            "status": snapshot.status,
+            "appointment_date": snapshot.appointment_date[:10],
+            "submitted_date": snapshot.submitted_date[:10],
+            "citizen_id": c.citizen_id[:12],
+            "full_name": c.full_name[:200],
+            "phone": c.phone[:15],
+            "email": c.email[:254],
+            "updated_at": now,
+        }
+        session.execute(
+            _insert(session, dossier_snapshots)
+            .values(dossier_code=snapshot.dossier_code, **values)
+            .on_conflict_do_update(index_elements=["dossier_code"], set_=values)
+        )
+
+    def snapshot(self, session: Session, dossier_code: str) -> DossierSnapshot | None:
+        s = dossier_snapshots
+        row = session.execute(select(s).where(s.c.dossier_code == dossier_code)).first()
+        if row is None:
+            return None
+        return DossierSnapshot(
+            dossier_code=row.dossier_code,
+            agency_code=row.agency_code,
+            procedure_code=row.procedure_code,
+            status=row.status,
+            appointment_date=row.appointment_date,
+            submitted_date=row.submitted_date,
+            contact=Contact(row.citizen_id, row.full_name, row.phone, row.email),
+        )
+
+
+def _to_domain(row: Any) -> Notification:
+    return Notification(
+        id=row["id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        dossier_code=row["dossier_code"],
+        agency_code=row["agency_code"],
+        citizen_id=row["citizen_id"],
+        template=row["template"],
+        channel=Channel(row["channel"]),
+        recipient=row["recipient"],
+        subject=row["subject"],
+        body=row["body"],
+        payload=dict(row["payload"] or {}),
+        sms_segments=row["sms_segments"],
+        state=State(row["state"]),
+        attempts=row["attempts"],
+        reference=row["reference"],
+        provider=row["provider"],
+        provider_ref=row["provider_ref"],
+        created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_aware(row["updated_at"]),  # type: ignore[arg-type]
+        next_attempt_at=_aware(row["next_attempt_at"]),
+        detail=row["detail"],
+        trace_headers=dict(row["trace_headers"] or {}),
+    )

@@ -1,0 +1,1 @@
+"""The notify domain: delivery states, templates, pacing and planning. Pure Python, no I/O."""

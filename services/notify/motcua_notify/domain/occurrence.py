@@ -1,0 +1,90 @@
+"""What notify knows of a dossier, and which template variables each consumed event brings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from motcua_notify import events
+from motcua_notify.domain.notification import Contact, Occurrence, format_date
+
+# National dossier status codes → how a notice names them.
+STATUS_NAMES = {
+    1: "Mới tiếp nhận",
+    2: "Đã tiếp nhận",
+    3: "Không tiếp nhận",
+    4: "Đang xử lý",
+    5: "Yêu cầu bổ sung",
+    6: "Chờ thanh toán phí",
+    7: "Đã rút hồ sơ",
+    8: "Dừng xử lý",
+    9: "Đã có kết quả",
+    10: "Đã trả kết quả",
+}
+
+BASE_VARIABLES = frozenset(
+    {
+        "dossier_code",
+        "agency_code",
+        "procedure_code",
+        "applicant_name",
+        "appointment_date",
+        "submitted_date",
+        "status",
+        "status_name",
+    }
+)
+_STATUS_CHANGE = BASE_VARIABLES | {"comment"}
+
+# Event type → the template variables its occurrences carry. The template catalogue is
+# checked against this at load: a template cannot use what its event does not bring.
+PROVIDED_VARIABLES: dict[str, frozenset[str]] = {
+    events.DOSSIER_SUBMITTED: BASE_VARIABLES,
+    **dict.fromkeys(events.DOSSIER_STATUS_CHANGES, _STATUS_CHANGE),
+    events.DOSSIER_OVERDUE: BASE_VARIABLES | {"due_date", "new_appointment_date", "days_late"},
+    events.PAYMENT_REQUESTED: BASE_VARIABLES | {"amount", "payment_link"},
+    events.PAYMENT_SUCCEEDED: BASE_VARIABLES | {"amount", "receipt_number"},
+}
+
+
+@dataclass(frozen=True)
+class DossierSnapshot:
+    """The latest of a dossier notify has seen: enough to address events that lack it.
+
+    Payment events name the dossier but not the applicant; notify keeps what the dossier
+    events told it (the applicant's contact included) to address them.
+    """
+
+    dossier_code: str
+    agency_code: str
+    procedure_code: str
+    status: int
+    appointment_date: str  # YYYY-MM-DD
+    submitted_date: str  # YYYY-MM-DD (local)
+    contact: Contact
+
+    def values(self) -> dict[str, str]:
+        return {
+            "dossier_code": self.dossier_code,
+            "agency_code": self.agency_code,
+            "procedure_code": self.procedure_code,
+            "applicant_name": self.contact.full_name,
+            "appointment_date": format_date(self.appointment_date),
+            "submitted_date": format_date(self.submitted_date),
+            "status": str(self.status),
+            "status_name": STATUS_NAMES.get(self.status, ""),
+        }
+
+    def occurrence(
+        self, event_id: str, event_type: str, occurred_at: datetime, extra: Mapping[str, str]
+    ) -> Occurrence:
+        return Occurrence(
+            event_id=event_id,
+            event_type=event_type,
+            dossier_code=self.dossier_code,
+            agency_code=self.agency_code,
+            occurred_at=occurred_at,
+            contact=self.contact,
+            values={**self.values(), **extra},
+        )

@@ -1,0 +1,153 @@
+"""Notify service settings: environment variables prefixed ``MOTCUA_NOTIFY_``.
+
+Channels are enabled by configuring them: email needs ``SMTP_HOST``, SMS at least
+``SMS_PROVIDER_A_URL``, Zalo ``ZALO_API_URL``, webhooks a ``WEBHOOK_SUBSCRIPTIONS_FILE``.
+Rate limits are JSON, e.g. ``MOTCUA_NOTIFY_RATE_LIMITS='{"sms": {"per_second": 5, "burst": 10}}'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from motcua_kit.settings import ServiceSettings
+from motcua_notify.domain.pacing import QuietHours
+from motcua_notify.domain.retry import RetryPolicy
+from motcua_notify.domain.sms import Encoding
+from motcua_notify.domain.states import Channel
+
+
+class RateLimit(BaseModel):
+    """A token bucket: ``per_second`` sustained, ``burst`` at once."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+def _default_rate_limits() -> dict[Channel, RateLimit]:
+    return {
+        Channel.EMAIL: RateLimit(per_second=20, burst=40),
+        Channel.SMS: RateLimit(per_second=10, burst=20),
+        Channel.ZALO: RateLimit(per_second=10, burst=20),
+        Channel.WEBHOOK: RateLimit(per_second=50, burst=100),
+    }
+
+
+class NotifySettings(ServiceSettings):
+    """Channels, providers, pacing and retries of the notify service."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="MOTCUA_NOTIFY_")
+
+    service_name: str = "notify"
+    database_url: str = "sqlite:///.state/notify.db"
+    grpc_port: int = 50052
+    metrics_port: int = 9102
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+    # -- data ------------------------------------------------------------------------------
+    templates_file: Path | None = None  # default: the shipped motcua_notify/data/templates.yaml
+    webhook_subscriptions_file: Path | None = None  # none: no webhooks
+
+    # -- email (SMTP) ------------------------------------------------------------------------
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "motcua@localhost"
+    smtp_sender_name: str = "Bộ phận Một cửa"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # -- SMS (two HTTP providers; B takes over when A fails or is slow) -------------------------
+    sms_provider_a_url: str = ""
+    sms_provider_a_api_key: SecretStr = SecretStr("")
+    sms_provider_b_url: str = ""
+    sms_provider_b_api_key: SecretStr = SecretStr("")
+    sms_sender_id: str = "MOTCUA"  # brand name registered with the operators
+    sms_timeout_seconds: float = Field(default=5.0, gt=0)
+    sms_failover_cooldown_seconds: float = Field(default=30.0, ge=0)
+    sms_encoding: Encoding = Encoding.GSM7
+    sms_segment_limit: int = Field(default=2, ge=1, le=10)
+
+    # -- Zalo-style API ------------------------------------------------------------------------
+    zalo_api_url: str = ""
+    zalo_access_token: SecretStr = SecretStr("")
+    zalo_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # -- webhooks ------------------------------------------------------------------------------
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # -- delivery receipts (HTTP callbacks from providers) -------------------------------------
+    receipts_port: int = Field(default=9112, ge=0, le=65535)
+
+    # -- pacing ------------------------------------------------------------------------------
+    # Per channel; a channel left out keeps its default.
+    rate_limits: dict[Channel, RateLimit] = Field(default_factory=_default_rate_limits)
+    quiet_hours: str = "21:00-07:00"  # local time; "" = none
+    quiet_hours_channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS])
+
+    # -- sending and retries -------------------------------------------------------------------
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    dispatch_batch_size: int = Field(default=50, ge=1)
+    sender_concurrency: int = Field(default=8, ge=1)
+    send_lease_seconds: float = Field(default=60.0, gt=0)
+    retry_max_attempts: int = Field(default=48, ge=1)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_max_delay_seconds: float = Field(default=300.0, gt=0)
+    retry_jitter: float = Field(default=0.5, ge=0, lt=1)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_parse(cls, value: str) -> str:
+        QuietHours.parse(value, "UTC")  # raises with the expected form
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits_keep_defaults(
+        cls, value: dict[Channel, RateLimit]
+    ) -> dict[Channel, RateLimit]:
+        return {**_default_rate_limits(), **value}
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifySettings:
+        """A sender still waiting on a provider must not look dead to the others."""
+        sms_providers = bool(self.sms_provider_a_url) + bool(self.sms_provider_b_url)
+        longest = max(
+            self.smtp_timeout_seconds if self.smtp_host else 0.0,
+            self.sms_timeout_seconds * sms_providers,
+            self.zalo_timeout_seconds if self.zalo_api_url else 0.0,
+            self.webhook_timeout_seconds if self.webhook_subscriptions_file else 0.0,
+        )
+        if self.send_lease_seconds <= longest:
+            raise ValueError(
+                f"send_lease_seconds ({self.send_lease_seconds}) must exceed the longest send "
+                f"({longest}s: provider timeouts, SMS failover included)"
+            )
+        return self
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            base_seconds=self.retry_base_seconds,
+            max_delay_seconds=max(self.retry_max_delay_seconds, self.retry_base_seconds),
+            jitter=self.retry_jitter,
+        )
+
+    def quiet_window(self) -> QuietHours | None:
+        return QuietHours.parse(self.quiet_hours, self.timezone)
+
+    def enabled_channels(self) -> frozenset[Channel]:
+        """The channels that are configured (an unconfigured channel gets no messages)."""
+        enabled = set()
+        if self.smtp_host:
+            enabled.add(Channel.EMAIL)
+        if self.sms_provider_a_url or self.sms_provider_b_url:
+            enabled.add(Channel.SMS)
+        if self.zalo_api_url:
+            enabled.add(Channel.ZALO)
+        if self.webhook_subscriptions_file is not None:
+            enabled.add(Channel.WEBHOOK)
+        return frozenset(enabled)

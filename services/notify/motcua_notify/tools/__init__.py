@@ -1,0 +1,1 @@
+"""Operator and documentation tools of the notify service."""

@@ -1,0 +1,1 @@
+"""Adapters: database, gRPC API, the HTTP callback endpoint."""

@@ -1,0 +1,150 @@
+"""The HTTP endpoint gateways call: ``GET /payment/<gateway>/ipn`` (server-to-server
+notification) and ``GET /payment/<gateway>/return`` (the payer's browser coming back).
+
+Only translation happens here; what a callback means is the service's business
+(:meth:`PaymentService.handle_notification`, :meth:`PaymentService.handle_return`).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+
+from motcua_payment.domain.payment import Payment, format_vnd
+from motcua_payment.domain.states import PaymentState
+from motcua_payment.gateways.base import HttpAnswer
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("motcua.payment.callbacks")
+
+#: (gateway name, raw query string, client address) → answer
+CallbackHandler = Callable[[str, str, str], HttpAnswer]
+MAX_QUERY = 8 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 30  # seconds a slow client may hold a thread
+
+    def _answer(self, answer: HttpAnswer) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        segments = parts.path.strip("/").split("/")
+        if parts.path == "/healthz":
+            self._answer(HttpAnswer(200, "text/plain", b"ok\n"))
+            return
+        if len(segments) != 3 or segments[0] != "payment" or segments[2] not in ("ipn", "return"):
+            self._answer(HttpAnswer(404, "text/plain", b"not found\n"))
+            return
+        if len(parts.query) > MAX_QUERY:
+            self._answer(HttpAnswer(414, "text/plain", b"query too long\n"))
+            return
+        handler = self.server.ipn if segments[2] == "ipn" else self.server.ret
+        route = f"/payment/{{gateway}}/{segments[2]}"
+        # A span per callback: the events it causes carry its trace context.
+        with _tracer.start_as_current_span(
+            f"GET {route}",
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": "GET", "http.route": route},
+        ) as span:
+            try:
+                answer = handler(segments[1], parts.query, self.client_address[0])
+            except Exception as exc:
+                log.exception("callback handling failed")
+                span.record_exception(exc)
+                answer = HttpAnswer(500, "text/plain", b"internal error\n")
+            span.set_attribute("http.response.status_code", answer.status)
+        self._answer(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return  # the query string holds the signature: never write it to the access log
+
+
+class _Server(ThreadingHTTPServer):
+    # HTTP/1.0 (one request per connection) and joined threads: stopping waits for the
+    # callbacks in hand, never for an idle keep-alive connection.
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, addr: tuple[str, int], ipn: CallbackHandler, ret: CallbackHandler) -> None:
+        super().__init__(addr, _Handler)
+        self.ipn = ipn
+        self.ret = ret
+
+
+class CallbackServer:
+    """The callback endpoint in a daemon thread; ``stop`` finishes the request in hand."""
+
+    def __init__(self, host: str, port: int, ipn: CallbackHandler, ret: CallbackHandler) -> None:
+        self._server = _Server((host, port), ipn, ret)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="payment-callbacks", daemon=True
+        )
+
+    def start(self) -> CallbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+_STATE_TEXT = {
+    PaymentState.CREATED: "Yêu cầu thanh toán đã được tạo",
+    PaymentState.PENDING: "Giao dịch đang được xử lý",
+    PaymentState.SUCCEEDED: "Thanh toán thành công",
+    PaymentState.FAILED: "Thanh toán không thành công",
+    PaymentState.EXPIRED: "Yêu cầu thanh toán đã hết hạn",
+    PaymentState.CANCELLED: "Yêu cầu thanh toán đã bị hủy",
+}
+
+_PAGE = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1>{body}</body></html>
+"""
+
+
+def _html(status: int, title: str, body: str) -> HttpAnswer:
+    page = _PAGE.format(title=html.escape(title), body=body)
+    return HttpAnswer(status, "text/html; charset=utf-8", page.encode())
+
+
+def result_page(payment: Payment) -> HttpAnswer:
+    """What the payer sees on return: the state we know, never what the browser claimed."""
+    lines = [
+        f"<p>Hồ sơ: <b>{html.escape(payment.dossier_code)}</b></p>",
+        f"<p>Số tiền: <b>{html.escape(format_vnd(payment.amount_vnd))}</b></p>",
+    ]
+    if payment.receipt is not None:
+        lines.append(f"<p>Số biên lai: <b>{html.escape(payment.receipt.number)}</b></p>")
+    return _html(200, _STATE_TEXT[payment.state], "\n".join(lines))
+
+
+def refused_page() -> HttpAnswer:
+    return _html(
+        400,
+        "Không xác thực được kết quả thanh toán",
+        "<p>Kết quả thanh toán không hợp lệ. Vui lòng kiểm tra lại trên cổng dịch vụ công.</p>",
+    )
+
+
+def redirect(url: str) -> HttpAnswer:
+    return HttpAnswer(303, "text/plain", b"", headers=(("Location", url),))

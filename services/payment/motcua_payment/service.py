@@ -1,0 +1,934 @@
+"""The payment service: fees for dossiers, paid through gateways, declared for the service host.
+
+Use cases run in one transaction each (state change + history + outbox event); gateway calls
+that go over the network (query, cancel, refund) happen *between* transactions, never while a
+row lock is held. Entrypoints:
+
+* ``on_payment_requested`` — the dossier service asked for the fee: create the payment;
+* the gRPC API (:class:`~motcua_payment.adapters.grpc_api.PaymentApi`);
+* the HTTP callback endpoint (IPN and return), started with the gRPC server;
+* timers ``reconcile`` and ``expire`` (intervals from the settings; callable directly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Protocol
+from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo
+
+from google.protobuf.message import Message
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from motcua.dossier.v1 import events_pb2 as dossier_events_pb2
+from motcua.payment.v1 import events_pb2, payment_pb2_grpc
+from motcua_kit.auth import Principal
+from motcua_kit.consumer import PermanentError
+from motcua_kit.db import transaction
+from motcua_kit.envelope import Event
+from motcua_kit.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Refusal,
+)
+from motcua_kit.grpc_server import Registration
+from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
+from motcua_kit.tracing import tracer
+from motcua_payment import events
+from motcua_payment.adapters import callback_http, db
+from motcua_payment.adapters.callback_http import CallbackServer
+from motcua_payment.adapters.db import on_commit
+from motcua_payment.adapters.grpc_api import (
+    ORIGIN_TO_PROTO,
+    PAYMENT_STATE_TO_PROTO,
+    ROLE_FROM_PROTO,
+    PaymentApi,
+    actor_to_proto,
+    payment_to_proto,
+    refund_to_proto,
+    timestamp,
+)
+from motcua_payment.domain.callbacks import (
+    CallbackRejected,
+    Notice,
+    Outcome,
+    RejectionReason,
+    check_fresh,
+    check_matches,
+    settling_trigger,
+)
+from motcua_payment.domain.payment import (
+    SYSTEM,
+    Actor,
+    Origin,
+    Payer,
+    Payment,
+    PaymentRequest,
+    Receipt,
+    Refund,
+    cancel_reason,
+    new_id,
+    normalise_text,
+    receipt_number,
+    validate_amount,
+    validate_dossier_code,
+    validate_idempotency_key,
+    validate_payment_id,
+)
+from motcua_payment.domain.states import (
+    OPEN_STATES,
+    IllegalTransition,
+    PaymentState,
+    RefundState,
+    State,
+    Trigger,
+    allowed,
+)
+from motcua_payment.gateways.base import Gateway, GatewayUnavailable, HttpAnswer
+from motcua_payment.gateways.vnpay import VnpayStyleGateway
+from motcua_payment.metrics import (
+    CALLBACK_REJECTIONS,
+    CALLBACKS_ACCEPTED,
+    GATEWAY_ERRORS,
+    PAYMENTS,
+    RECONCILIATIONS,
+    REFUNDS,
+    SETTLEMENT_SECONDS,
+)
+from motcua_payment.settings import PaymentSettings
+
+log = logging.getLogger(__name__)
+_tracer = tracer("motcua.payment.timers")
+
+_MAX_QUERY_FIELDS = 64
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _gateways(ctx: ServiceContext) -> Mapping[str, Gateway]:
+    """The configured gateway adapters by name (the sandbox speaks the VNPay-style protocol)."""
+    s = ctx.settings
+    assert isinstance(s, PaymentSettings)
+    gateway = VnpayStyleGateway(
+        s.gateway,
+        s.gateway_base_url,
+        s.gateway_merchant_code,
+        s.hash_secret,  # read on use: a rotated secret file is picked up without a restart
+        timeout=s.gateway_timeout_seconds,
+    )
+    return {gateway.name: gateway}
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(principal.subject, principal.primary_role, principal.agency_code)
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(
+            query,
+            keep_blank_values=True,
+            strict_parsing=bool(query),
+            max_num_fields=_MAX_QUERY_FIELDS,
+        )
+    except ValueError as exc:
+        raise CallbackRejected(RejectionReason.MALFORMED, f"unreadable query: {exc}") from None
+
+
+def _live(payments: list[Payment]) -> Payment | None:
+    """The dossier's payment that still counts: open, or paid and not fully refunded."""
+    for p in reversed(payments):
+        if p.state in OPEN_STATES:
+            return p
+        if p.state is PaymentState.SUCCEEDED and p.refunded_vnd < p.amount_vnd:
+            return p
+    return None
+
+
+class PaymentService(Service):
+    """Procedure fees (lệ phí thủ tục hành chính) for dossiers, through payment gateways."""
+
+    name = "payment"
+    settings_class = PaymentSettings
+    metadata = db.metadata
+    outbox_table = db.outbox
+    inbox_table = db.inbox
+    migrations = "motcua_payment:migrations"
+    publishes: ClassVar[tuple[str, ...]] = (events.TOPIC,)
+
+    clock: Dependency[Clock] = Dependency(lambda ctx: system_clock)
+    repository: Dependency[db.PaymentRepository] = Dependency(lambda ctx: db.PaymentRepository())
+    gateways: Dependency[Mapping[str, Gateway]] = Dependency(_gateways)
+    context: Dependency[ServiceContext] = Dependency(lambda ctx: ctx)
+
+    _callbacks: CallbackServer | None = None
+
+    # -- wiring ------------------------------------------------------------------------------
+    @property
+    def settings(self) -> PaymentSettings:
+        s = self.context.settings
+        assert isinstance(s, PaymentSettings)
+        return s
+
+    def on_start(self) -> None:
+        """Refuse to start without a usable secret; open the HTTP callback endpoint."""
+        try:
+            self.settings.hash_secret()
+        except (ValueError, OSError) as exc:
+            raise SystemExit(f"payment: {exc}") from None
+        self.start_callbacks()
+
+    def on_stop(self) -> None:
+        self.stop_callbacks()
+
+    def grpc_services(self) -> list[tuple[str, Registration]]:
+        api = PaymentApi(self)
+        return [
+            (
+                "motcua.payment.v1.PaymentService",
+                lambda server: payment_pb2_grpc.add_PaymentServiceServicer_to_server(api, server),
+            )
+        ]
+
+    def start_callbacks(self) -> CallbackServer:
+        """Start the HTTP callback endpoint (once); the host's stop closes it."""
+        if self._callbacks is None:
+            s = self.settings
+            self._callbacks = CallbackServer(
+                s.bind_host, s.callback_port, self.handle_notification, self.handle_return
+            ).start()
+            log.info("payment callbacks listening", extra={"callback_port": self._callbacks.port})
+        return self._callbacks
+
+    def stop_callbacks(self) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
+            callbacks.stop()
+
+    def _gateway(self, name: str) -> Gateway:
+        try:
+            return self.gateways[name]
+        except KeyError:
+            raise FailedPrecondition(f"payment gateway {name!r} is not configured") from None
+
+    # -- consuming the dossier's request -----------------------------------------------------
+    @event_handler(
+        events.DOSSIER_TOPIC,
+        events.DOSSIER_PAYMENT_REQUESTED,
+        dossier_events_pb2.DossierStatusChanged,
+    )
+    def on_payment_requested(self, event: Event, message: Message | None, session: Session) -> None:
+        """The dossier reached "payment required": create a payment for its catalogue fee.
+
+        A dossier without a fee gets none; a dossier that already has an open or paid payment
+        gets no second one. A payload that cannot make a valid payment is dead-lettered.
+        """
+        assert isinstance(message, dossier_events_pb2.DossierStatusChanged)
+        dossier = message.dossier
+        if not dossier.HasField("fee_vnd") or dossier.fee_vnd == 0:
+            log.info("dossier %s has no fee: no payment", dossier.code)
+            return
+        applicant = dossier.applicant
+        try:
+            request = PaymentRequest.validated(
+                dossier_code=dossier.code,
+                agency_code=dossier.agency_code,
+                amount_vnd=dossier.fee_vnd,
+                description="",
+                payer=Payer.validated(
+                    applicant.full_name, applicant.citizen_id, applicant.phone, applicant.email
+                ),
+            )
+        except InvalidArgument as exc:
+            raise PermanentError(f"unusable payment_requested event: {exc.message}") from exc
+        live = _live(self.repository.for_dossier(session, request.dossier_code, lock=True))
+        if live is not None:
+            log.info(
+                "dossier %s already has payment %s (%s): no new one",
+                request.dossier_code,
+                live.id,
+                live.state.value,
+            )
+            return
+        actor = Actor(
+            message.actor.subject or "motcua-dossier",
+            ROLE_FROM_PROTO.get(message.actor.role, "service"),
+            message.actor.agency_code,
+        )
+        self._create(
+            session,
+            request,
+            scope=f"event\x1f{event.id}",
+            fingerprint=request.fingerprint(),
+            actor=actor,
+            origin=Origin.DOSSIER_EVENT,
+        )
+
+    # -- API use cases -----------------------------------------------------------------------
+    def create_payment(
+        self, principal: Principal, request: PaymentRequest, idempotency_key: str
+    ) -> tuple[Payment, bool]:
+        """Create a payment; returns (payment, replayed). Idempotent on the caller's key."""
+        validate_idempotency_key("idempotency_key", idempotency_key)
+        self._authorise_create(principal, request)
+        scope = f"{principal.subject}\x1f{idempotency_key}"
+        fingerprint = request.fingerprint()
+        for attempt in (1, 2):
+            try:
+                with transaction(self.context.sessions) as session:
+                    earlier = self.repository.by_scope(session, scope)
+                    if earlier is not None:
+                        payment, earlier_fingerprint = earlier
+                        if earlier_fingerprint != fingerprint:
+                            raise AlreadyExists(
+                                "idempotency_key was already used for a different payment "
+                                f"request (payment {payment.id}); use a new key for a new payment"
+                            )
+                        return payment, True
+                    existing = self.repository.for_dossier(session, request.dossier_code, lock=True)
+                    self._check_dossier(principal, request, existing)
+                    payment = self._create(
+                        session,
+                        request,
+                        scope=scope,
+                        fingerprint=fingerprint,
+                        actor=actor_of(principal),
+                        origin=Origin.API,
+                    )
+                return payment, False
+            except IntegrityError:
+                # A concurrent create won the race (same key, or an open payment of the same
+                # dossier); the retry replays it or refuses with the reason.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get_payment(self, principal: Principal, payment_id: str) -> Payment:
+        """One payment, if the caller may see it (others look like it does not exist)."""
+        pid = validate_payment_id("payment_id", payment_id)
+        with self.context.sessions() as session:
+            payment = self.repository.get(session, pid)
+        if payment is None or not self._may_see(principal, payment):
+            raise NotFound(f"payment {pid} not found")
+        return payment
+
+    def list_payments(self, principal: Principal, dossier_code: str) -> list[Payment]:
+        """The dossier's payments the caller may see, oldest first."""
+        code = validate_dossier_code("dossier_code", dossier_code)
+        with self.context.sessions() as session:
+            found = self.repository.for_dossier(session, code)
+        return [p for p in found if self._may_see(principal, p)]
+
+    def cancel_payment(self, principal: Principal, payment_id: str, reason: str) -> Payment:
+        """Cancel an open payment; the gateway is told first, so it takes no money after."""
+        payment = self.get_payment(principal, payment_id)
+        why = cancel_reason(reason)
+        if not allowed(payment.state, Trigger.CANCEL):
+            raise IllegalTransition("the payment", payment.state, Trigger.CANCEL)
+        try:
+            notice = self._gateway(payment.gateway).cancel(payment)
+        except GatewayUnavailable as exc:
+            GATEWAY_ERRORS.labels("cancel").inc()
+            log.warning("cancel of %s: gateway unavailable: %s", payment.id, exc)
+            raise Aborted(
+                "the payment gateway could not be reached to stop the payment; try again"
+            ) from exc
+        if notice.settles:
+            # The payer was faster: record what the gateway says, and refuse the cancel.
+            settled = self._settle_from_gateway(payment.id, notice, Origin.API)
+            raise FailedPrecondition(
+                f"the payment is already {settled.state.value} at the gateway; it cannot cancel"
+            )
+        actor = actor_of(principal)
+        refusal: Refusal | None = None
+        with transaction(self.context.sessions) as session:
+            current = self.repository.get(session, payment.id, lock=True)
+            assert current is not None
+            if not allowed(current.state, Trigger.CANCEL):
+                refusal = IllegalTransition("the payment", current.state, Trigger.CANCEL)
+            else:
+                now = self.clock()
+                after = current.cancelled(now)
+                self._change(
+                    session, current, after, Trigger.CANCEL, Origin.API, actor, now, reason=why
+                )
+        if refusal is not None:
+            raise refusal
+        return after
+
+    def refund_payment(
+        self,
+        principal: Principal,
+        payment_id: str,
+        amount_vnd: object,
+        reason: str,
+        idempotency_key: str,
+    ) -> tuple[Refund, Payment, bool]:
+        """Refund all or part of a succeeded payment; returns (refund, payment, replayed).
+
+        The refund is recorded (REQUESTED) before the gateway is asked, under the payment's
+        row lock, so concurrent refunds can never add up to more than was paid.
+        """
+        principal.require_any("officer", "admin")
+        pid = validate_payment_id("payment_id", payment_id)
+        amount = validate_amount("amount_vnd", amount_vnd)
+        validate_idempotency_key("idempotency_key", idempotency_key)
+        scope = f"{principal.subject}\x1f{idempotency_key}"
+        body = json.dumps([pid, amount, normalise_text(reason)], ensure_ascii=False)
+        fingerprint = hashlib.sha256(body.encode()).hexdigest()
+        actor = actor_of(principal)
+        replayed = False
+        refund_id = ""
+        for attempt in (1, 2):
+            try:
+                with transaction(self.context.sessions) as session:
+                    earlier = self.repository.refund_by_scope(session, scope)
+                    if earlier is not None:
+                        earlier_payment, refund_id, earlier_fingerprint = earlier
+                        if earlier_fingerprint != fingerprint:
+                            raise AlreadyExists(
+                                "idempotency_key was already used for a different refund "
+                                f"(refund {refund_id}); use a new key for a new refund"
+                            )
+                        pid, replayed = earlier_payment, True
+                        break
+                    payment = self.repository.get(session, pid, lock=True)
+                    if payment is None or not self._may_see(principal, payment):
+                        raise NotFound(f"payment {pid} not found")
+                    now = self.clock()
+                    refund = payment.request_refund(
+                        refund_id=new_id(), amount_vnd=amount, reason=reason, actor=actor, now=now
+                    )
+                    self.repository.add_refund(session, refund, scope, fingerprint)
+                    self._record(
+                        session,
+                        payment.id,
+                        None,
+                        Trigger.REFUND,
+                        refund.state,
+                        Origin.API,
+                        actor,
+                        now,
+                        refund_id=refund.id,
+                    )
+                    refund_id = refund.id
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        self._send_refund(pid, refund_id, Origin.API)
+        with self.context.sessions() as session:
+            after = self.repository.get(session, pid)
+        assert after is not None
+        return after.refund(refund_id), after, replayed
+
+    # -- gateway callbacks -------------------------------------------------------------------
+    def handle_notification(self, gateway_name: str, query: str, client: str = "") -> HttpAnswer:
+        """A server-to-server notification (IPN): settle the payment if, and only if, it passes
+        every check — signature, timestamp, reference, replay, amount, currency, state."""
+        gateway = self.gateways.get(gateway_name)
+        if gateway is None:
+            return HttpAnswer(404, "text/plain", b"unknown gateway\n")
+        try:
+            notice = gateway.parse_notification(_query_pairs(query))
+            tolerance = timedelta(seconds=self.settings.callback_tolerance_seconds)
+            check_fresh(notice, self.clock(), tolerance)
+            self._apply_notification(gateway, notice)
+        except CallbackRejected as rejected:
+            self._count_rejection(rejected, gateway_name, "ipn", client)
+            return gateway.acknowledge(rejected.reason)
+        CALLBACKS_ACCEPTED.labels("ipn").inc()
+        return gateway.acknowledge(None)
+
+    def _apply_notification(self, gateway: Gateway, notice: Notice) -> None:
+        reference = notice.reference
+        try:
+            validate_payment_id("reference", reference)
+        except InvalidArgument:
+            raise CallbackRejected(
+                RejectionReason.UNKNOWN_REFERENCE, "no payment has this reference"
+            ) from None
+        try:
+            with transaction(self.context.sessions) as session:
+                payment = self.repository.get(session, reference, lock=True)
+                if payment is None or payment.gateway != gateway.name:
+                    raise CallbackRejected(
+                        RejectionReason.UNKNOWN_REFERENCE, "no payment has this reference"
+                    )
+                if self.repository.notice_seen(session, gateway.name, notice.transaction_id):
+                    raise CallbackRejected(
+                        RejectionReason.REPLAY,
+                        f"gateway transaction {notice.transaction_id} was already applied",
+                        payment.id,
+                    )
+                check_matches(notice, payment)
+                trigger = settling_trigger(notice)
+                if not allowed(payment.state, trigger):
+                    if notice.outcome is Outcome.PAID:
+                        log.error(
+                            "the gateway took money for payment %s which is %s: refund it",
+                            payment.id,
+                            payment.state.value,
+                        )
+                    raise CallbackRejected(
+                        RejectionReason.STATE_CONFLICT,
+                        f"the payment is {payment.state.value}; it cannot {trigger.value}",
+                        payment.id,
+                    )
+                self._settle(session, payment, notice, Origin.GATEWAY_NOTIFICATION)
+        except IntegrityError:
+            # Two copies raced past the check; the replay guard's key let one through.
+            raise CallbackRejected(
+                RejectionReason.REPLAY,
+                f"gateway transaction {notice.transaction_id} was already applied",
+                reference,
+            ) from None
+
+    def handle_return(self, gateway_name: str, query: str, client: str = "") -> HttpAnswer:
+        """The payer's browser came back from the gateway. The signed parameters are checked,
+        but they settle nothing: the page shows what the service knows, after asking the
+        gateway itself (server to server) if the notification has not arrived yet."""
+        gateway = self.gateways.get(gateway_name)
+        if gateway is None:
+            return HttpAnswer(404, "text/plain", b"unknown gateway\n")
+        try:
+            notice = gateway.parse_notification(_query_pairs(query))
+            payment = self._known_payment(gateway, notice.reference)
+            check_matches(notice, payment)
+        except CallbackRejected as rejected:
+            self._count_rejection(rejected, gateway_name, "return", client)
+            return callback_http.refused_page()
+        if payment.state is PaymentState.PENDING:
+            payment = self.reconcile_payment(payment.id) or payment
+        portal = self.settings.portal_result_url
+        if portal:
+            query_string = urlencode({"payment_id": payment.id, "state": payment.state.value})
+            return callback_http.redirect(f"{portal}{'&' if '?' in portal else '?'}{query_string}")
+        return callback_http.result_page(payment)
+
+    def _known_payment(self, gateway: Gateway, reference: str) -> Payment:
+        payment = None
+        try:
+            pid = validate_payment_id("reference", reference)
+            with self.context.sessions() as session:
+                payment = self.repository.get(session, pid)
+        except InvalidArgument:
+            pass
+        if payment is None or payment.gateway != gateway.name:
+            raise CallbackRejected(
+                RejectionReason.UNKNOWN_REFERENCE, "no payment has this reference"
+            )
+        return payment
+
+    def _count_rejection(
+        self, rejected: CallbackRejected, gateway: str, kind: str, client: str
+    ) -> None:
+        CALLBACK_REJECTIONS.labels(rejected.reason.value).inc()
+        # Never the query string, the signature or the secret: only what an operator needs.
+        log.warning(
+            "%s callback refused: %s",
+            kind,
+            rejected.reason.value,
+            extra={
+                "reason": rejected.reason.value,
+                "detail": rejected.detail[:200],
+                "payment_id": rejected.reference[:64],
+                "gateway": gateway,
+                "client": client,
+            },
+        )
+
+    # -- timers ------------------------------------------------------------------------------
+    @timer("reconcile_interval_seconds")
+    def reconcile(self) -> int:
+        """Ask the gateway about payments pending longer than the threshold and settle them;
+        send again refunds whose outcome is still unknown. Returns how many settled."""
+        s = self.settings
+        now = self.clock()
+        before = now - timedelta(seconds=s.reconcile_after_seconds)
+        with self.context.sessions() as session:
+            pending = self.repository.pending_since(session, before, now, s.reconcile_batch_size)
+            in_flight = self.repository.refunds_in_flight(session, before, s.reconcile_batch_size)
+        settled = 0
+        for payment_id in pending:
+            try:
+                with _tracer.start_as_current_span(
+                    "reconcile payment", attributes={"motcua.payment_id": payment_id}
+                ):
+                    after = self.reconcile_payment(payment_id)
+            except Exception:
+                log.exception("reconciling payment %s failed", payment_id)
+                continue
+            if after is not None and after.state is not PaymentState.PENDING:
+                settled += 1
+        for payment_id, refund_id in in_flight:
+            try:
+                self._send_refund(payment_id, refund_id, Origin.RECONCILIATION)
+            except Exception:
+                log.exception("retrying refund %s failed", refund_id)
+        return settled
+
+    def reconcile_payment(self, payment_id: str) -> Payment | None:
+        """Ask the gateway about one pending payment; settle it if the gateway has."""
+        with self.context.sessions() as session:
+            payment = self.repository.get(session, payment_id)
+        if payment is None or payment.state is not PaymentState.PENDING:
+            return payment
+        try:
+            notice = self._gateway(payment.gateway).query(payment)
+        except GatewayUnavailable as exc:
+            GATEWAY_ERRORS.labels("query").inc()
+            RECONCILIATIONS.labels("gateway_error").inc()
+            log.warning("reconciling %s: gateway unavailable: %s", payment.id, exc)
+            return payment
+        if not notice.settles:
+            RECONCILIATIONS.labels(f"still_{notice.outcome.value}").inc()
+            return payment
+        return self._settle_from_gateway(payment.id, notice, Origin.RECONCILIATION)
+
+    @timer("expiry_interval_seconds")
+    def expire(self) -> int:
+        """Expire open payments whose time is up (after making sure the gateway took no
+        money and will take none). Returns how many expired."""
+        now = self.clock()
+        with self.context.sessions() as session:
+            due = self.repository.expiring(session, now, self.settings.reconcile_batch_size)
+        expired = 0
+        for payment_id in due:
+            try:
+                with _tracer.start_as_current_span(
+                    "expire payment", attributes={"motcua.payment_id": payment_id}
+                ):
+                    after = self.expire_payment(payment_id)
+            except Exception:
+                log.exception("expiring payment %s failed", payment_id)
+                continue
+            if after is not None and after.state is PaymentState.EXPIRED:
+                expired += 1
+        return expired
+
+    def expire_payment(self, payment_id: str) -> Payment | None:
+        """Expire one payment if its time is up; a gateway that cannot be asked defers it."""
+        now = self.clock()
+        with self.context.sessions() as session:
+            payment = self.repository.get(session, payment_id)
+        if payment is None or payment.state not in OPEN_STATES or payment.expires_at > now:
+            return payment
+        try:
+            # Cancel, not query: the gateway must also stop taking money for it.
+            notice = self._gateway(payment.gateway).cancel(payment)
+        except GatewayUnavailable as exc:
+            GATEWAY_ERRORS.labels("cancel").inc()
+            log.warning("expiring %s deferred: gateway unavailable: %s", payment.id, exc)
+            return payment
+        if notice.settles and payment.state is PaymentState.PENDING:
+            return self._settle_from_gateway(payment.id, notice, Origin.EXPIRY)
+        with transaction(self.context.sessions) as session:
+            current = self.repository.get(session, payment_id, lock=True)
+            assert current is not None
+            if current.state not in OPEN_STATES:
+                return current
+            after = current.expired(now)
+            self._change(session, current, after, Trigger.EXPIRE, Origin.EXPIRY, SYSTEM, now)
+        return after
+
+    # -- the moves ---------------------------------------------------------------------------
+    def _create(
+        self,
+        session: Session,
+        request: PaymentRequest,
+        *,
+        scope: str,
+        fingerprint: str,
+        actor: Actor,
+        origin: Origin,
+    ) -> Payment:
+        """Record the payment (CREATED), have the gateway issue the redirect (PENDING) and
+        publish ``payment.requested`` — one transaction."""
+        s = self.settings
+        gateway = self._gateway(s.gateway)
+        now = self.clock()
+        payment = Payment.new(
+            request,
+            payment_id=new_id(),
+            gateway=gateway.name,
+            created_by=actor,
+            now=now,
+            expires_at=now + timedelta(seconds=s.payment_expiry_seconds),
+        )
+        self.repository.add(session, payment, scope, fingerprint)
+        self._record(session, payment.id, None, None, payment.state, origin, actor, now)
+        return_url = f"{s.callback_base()}/payment/{gateway.name}/return"
+        started = payment.started(gateway.redirect_url(payment, return_url))
+        self._change(session, payment, started, Trigger.START, origin, actor, now)
+        return started
+
+    def _settle_from_gateway(self, payment_id: str, notice: Notice, origin: Origin) -> Payment:
+        """Apply what the gateway said when asked (query or cancel): trusted, still checked."""
+        with transaction(self.context.sessions) as session:
+            current = self.repository.get(session, payment_id, lock=True)
+            assert current is not None
+            if current.state is not PaymentState.PENDING:
+                return current
+            if notice.transaction_id and self.repository.notice_seen(
+                session, current.gateway, notice.transaction_id
+            ):
+                return current
+            try:
+                check_matches(notice, current)
+            except CallbackRejected as mismatch:
+                RECONCILIATIONS.labels(mismatch.reason.value).inc()
+                log.error(
+                    "the gateway reports other money for payment %s: %s",
+                    current.id,
+                    mismatch.detail,
+                )
+                return current
+            after = self._settle(session, current, notice, origin)
+            on_commit(session, lambda: RECONCILIATIONS.labels("settled").inc())
+        return after
+
+    def _settle(
+        self, session: Session, payment: Payment, notice: Notice, origin: Origin
+    ) -> Payment:
+        """Succeed (with the next receipt number) or fail the payment, as the gateway said."""
+        now = self.clock()
+        if notice.transaction_id:
+            self.repository.record_notice(
+                session,
+                gateway=payment.gateway,
+                transaction_id=notice.transaction_id,
+                payment_id=payment.id,
+                outcome=notice.outcome.value,
+                origin=origin,
+                at=now,
+            )
+        trigger = settling_trigger(notice)
+        if trigger is Trigger.SUCCEED:
+            year = now.astimezone(ZoneInfo(self.settings.timezone)).year
+            sequence = self.repository.next_receipt_sequence(session, payment.agency_code, year)
+            receipt = Receipt(receipt_number(payment.agency_code, year, sequence), now)
+            after = payment.succeeded(notice.transaction_id, receipt, now)
+        else:
+            after = payment.failed(notice.transaction_id, notice.code or "failed", now)
+        self._change(session, payment, after, trigger, origin, SYSTEM, now)
+        return after
+
+    def _change(
+        self,
+        session: Session,
+        before: Payment,
+        after: Payment,
+        trigger: Trigger,
+        origin: Origin,
+        actor: Actor,
+        now: datetime,
+        *,
+        reason: str = "",
+    ) -> None:
+        """Save a state change, record it and publish its event, in the caller's transaction."""
+        self.repository.save(session, after)
+        self._record(session, after.id, before.state, trigger, after.state, origin, actor, now)
+        event_type = events.PAYMENT_EVENT_TYPES[after.state]
+        self._publish(session, after, event_type, before.state, origin, actor, now, reason=reason)
+        outcome = "requested" if after.state is PaymentState.PENDING else after.state.value
+        elapsed = max((now - after.created_at).total_seconds(), 0.0)
+
+        def count() -> None:
+            PAYMENTS.labels(outcome).inc()
+            if after.settled_at is not None:
+                SETTLEMENT_SECONDS.labels(outcome).observe(elapsed)
+
+        on_commit(session, count)
+
+    def _send_refund(self, payment_id: str, refund_id: str, origin: Origin) -> None:
+        """Ask the gateway to refund; settle the refund with its answer. An unreachable
+        gateway leaves it REQUESTED for the reconciliation job to send again."""
+        with self.context.sessions() as session:
+            payment = self.repository.get(session, payment_id)
+        assert payment is not None
+        refund = payment.refund(refund_id)
+        if refund.state is not RefundState.REQUESTED:
+            return
+        try:
+            outcome = self._gateway(payment.gateway).refund(payment, refund)
+        except GatewayUnavailable as exc:
+            GATEWAY_ERRORS.labels("refund").inc()
+            log.warning("refund %s: gateway unavailable, will retry: %s", refund_id, exc)
+            return
+        now = self.clock()
+        with transaction(self.context.sessions) as session:
+            current = self.repository.get(session, payment_id, lock=True)
+            assert current is not None
+            pending = current.refund(refund_id)
+            if pending.state is not RefundState.REQUESTED:
+                return
+            if outcome.succeeded:
+                settled = pending.succeeded(outcome.transaction_id, now)
+                trigger = Trigger.REFUND_SUCCEED
+            else:
+                settled = pending.failed(outcome.code or "failed", now)
+                trigger = Trigger.REFUND_FAIL
+            self.repository.save_refund(session, settled)
+            self._record(
+                session,
+                payment_id,
+                pending.state,
+                trigger,
+                settled.state,
+                origin,
+                SYSTEM,
+                now,
+                refund_id=refund_id,
+            )
+            after = current.with_refund(settled)
+            self._publish(
+                session,
+                after,
+                events.REFUND_EVENT_TYPES[settled.state],
+                after.state,
+                origin,
+                pending.requested_by,
+                now,
+                # The officer's words; for a failure, the gateway's message says why.
+                reason=pending.reason if outcome.succeeded else outcome.message or pending.reason,
+                refund=settled,
+            )
+            on_commit(session, lambda: REFUNDS.labels(settled.state.value).inc())
+
+    def _record(
+        self,
+        session: Session,
+        payment_id: str,
+        source: State | None,
+        trigger: Trigger | None,
+        target: State,
+        origin: Origin,
+        actor: Actor,
+        now: datetime,
+        *,
+        refund_id: str | None = None,
+    ) -> None:
+        self.repository.record_transition(
+            session,
+            payment_id=payment_id,
+            source=source,
+            trigger=trigger,
+            target=target,
+            origin=origin,
+            actor=actor,
+            at=now,
+            refund_id=refund_id,
+        )
+
+    def _publish(
+        self,
+        session: Session,
+        payment: Payment,
+        event_type: str,
+        previous: PaymentState,
+        origin: Origin,
+        actor: Actor,
+        now: datetime,
+        *,
+        reason: str = "",
+        refund: Refund | None = None,
+    ) -> None:
+        message = events_pb2.PaymentEvent(
+            payment=payment_to_proto(payment),
+            previous_state=PAYMENT_STATE_TO_PROTO[previous],
+            origin=ORIGIN_TO_PROTO[origin],
+            reason=reason,
+            occurred_at=timestamp(now),
+        )
+        if actor is not SYSTEM:
+            message.actor.CopyFrom(actor_to_proto(actor))
+        if refund is not None:
+            message.refund.CopyFrom(refund_to_proto(refund))
+        outbox = self.context.outbox
+        assert outbox is not None
+        outbox.add(
+            session,
+            events.TOPIC,
+            Event.new(
+                source=events.SOURCE,
+                type=event_type,
+                subject=payment.dossier_code,
+                message=message,
+                time=now,
+            ),
+        )
+
+    # -- who may do what ---------------------------------------------------------------------
+    @staticmethod
+    def _authorise_create(principal: Principal, request: PaymentRequest) -> None:
+        if principal.has_any("admin", "service"):
+            return
+        if "officer" in principal.roles:
+            if principal.agency_code != request.agency_code:
+                raise PermissionDenied(
+                    f"an officer of {principal.agency_code or 'no agency'} cannot request "
+                    f"payments for agency {request.agency_code}"
+                )
+            return
+        if "citizen" in principal.roles:
+            if request.payer.citizen_id != principal.citizen_id:
+                raise PermissionDenied("a citizen can pay only for their own dossiers")
+            return  # and only again, for the same fee: checked against the dossier's payments
+        raise PermissionDenied("this call needs one of the roles: citizen, officer, admin, service")
+
+    @staticmethod
+    def _check_dossier(
+        principal: Principal, request: PaymentRequest, existing: list[Payment]
+    ) -> None:
+        code = request.dossier_code
+        if existing and existing[0].agency_code != request.agency_code:
+            raise FailedPrecondition(
+                f"dossier {code} belongs to agency {existing[0].agency_code}, "
+                f"not {request.agency_code}"
+            )
+        if not principal.has_any("admin", "service", "officer"):
+            own = [p for p in existing if p.payer.citizen_id == principal.citizen_id]
+            if not own:
+                raise PermissionDenied(
+                    "a citizen can only pay again for a dossier whose fee was already requested"
+                )
+            if request.amount_vnd != own[-1].amount_vnd:
+                raise InvalidArgument(
+                    "amount_vnd", f"must be the dossier's fee, {own[-1].amount_vnd} VND"
+                )
+        live = _live(existing)
+        if live is not None and live.state in OPEN_STATES:
+            raise FailedPrecondition(
+                f"dossier {code} already has an open payment {live.id}; pay or cancel it first"
+            )
+        if live is not None:
+            number = live.receipt.number if live.receipt else "-"
+            raise FailedPrecondition(f"dossier {code} is already paid (receipt {number})")
+
+    @staticmethod
+    def _may_see(principal: Principal, payment: Payment) -> bool:
+        if principal.has_any("admin", "service"):
+            return True
+        if "officer" in principal.roles and principal.agency_code == payment.agency_code:
+            return True
+        return bool(
+            "citizen" in principal.roles
+            and principal.citizen_id
+            and principal.citizen_id == payment.payer.citizen_id
+        )

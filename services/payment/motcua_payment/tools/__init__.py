@@ -1,0 +1,1 @@
+"""Commands for people working on the payment service."""
