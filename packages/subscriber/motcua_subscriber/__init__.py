@@ -1,0 +1,1 @@
+"""motcua subscriber kit: consume motcua events safely from outside this repository."""

@@ -1,0 +1,217 @@
+"""End to end: all four services as processes, real Kafka, PostgreSQL, SMTP, SMS, gateway.
+
+Each path is what a citizen lives through; each asserts what they were told and that every
+event of their dossier landed in the audit log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from dossier_client import CITIZEN_ID, document, submit_request
+from harness import Kafka, Postgres, header, read_topic, wait_for
+from motcua.dossier.v1 import dossier_pb2
+from motcua.payment.v1 import payment_pb2, payment_pb2_grpc
+from motcua_payment.sandbox.client import SandboxClient
+from suite import TOPICS, Suite, running_suite, transition, unique_email
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def suite(
+    kafka: Kafka,
+    postgres: Postgres,
+    signing_keys: tuple[bytes, Path],
+    token: Callable[..., str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Suite]:
+    with running_suite(kafka, postgres, signing_keys, token, tmp_path_factory.mktemp("suite")) as s:
+        yield s
+
+
+def _subjects(suite: Suite, email: str) -> list[str]:
+    return [str(m["Subject"]) for m in suite.smtp.to(email)]
+
+
+def _told(suite: Suite, email: str, *fragments: str) -> None:
+    """Wait until the citizen got one email per fragment (each subject holds its fragment)."""
+
+    def all_there() -> bool:
+        subjects = _subjects(suite, email)
+        return all(any(f in s for s in subjects) for f in fragments)
+
+    wait_for(all_there, 90, 0.3, f"emails {fragments} to {email}")
+
+
+def _event_ids(suite: Suite, code: str) -> set[str]:
+    ids = set()
+    for topic in TOPICS:
+        for record in read_topic(suite.kafka.bootstrap, topic):
+            if record.key == code.encode():
+                ids.add(header(record, "ce_id").decode())
+    return ids
+
+
+def _audited(suite: Suite, code: str) -> list[str]:
+    engine = create_engine(suite.urls["audit"])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT event_id FROM audit_entries WHERE dossier_code = :c"), {"c": code}
+        ).all()
+    engine.dispose()
+    return [r[0] for r in rows]
+
+
+def _all_audited_once(suite: Suite, code: str) -> None:
+    def done() -> bool:
+        return set(_audited(suite, code)) >= _event_ids(suite, code)
+
+    wait_for(done, 90, 0.5, f"every event of {code} in the audit log")
+    audited = _audited(suite, code)
+    assert len(audited) == len(set(audited)), "an event was audited twice"
+
+
+def test_fee_dossier_submit_to_result_returned(suite: Suite) -> None:
+    email = unique_email()
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    officer = suite.dossiers("officer", agency="STP")
+    d = citizen.submit(submit_request("HT-004", f"e2e-{uuid.uuid4()}", email=email)).dossier
+    code = d.code
+    _told(suite, email, "Tiếp nhận hồ sơ")
+    d = transition(officer, d, "receive")
+    d = transition(officer, d, "request_payment")
+    _told(suite, email, "đã được tiếp nhận", "đề nghị nộp phí")
+
+    with suite.channel("payment") as channel:
+        payments = payment_pb2_grpc.PaymentServiceStub(channel)
+
+        def pending() -> payment_pb2.Payment | None:
+            listed = payments.ListPayments(
+                payment_pb2.ListPaymentsRequest(dossier_code=code),
+                metadata=citizen.metadata,
+                timeout=10,
+            ).payments
+            return next((p for p in listed if p.redirect_url), None)
+
+        payment = wait_for(pending, 60, 0.2, "the payment request")
+        with SandboxClient(suite.sandbox.url) as gateway:
+            assert gateway.pay(payment.redirect_url)["ipn"]["body"]["RspCode"] == "00"
+        wait_for(
+            lambda: officer.get(code).status == dossier_pb2.DOSSIER_STATUS_PROCESSING,
+            60,
+            0.2,
+            "the dossier to leave payment required",
+        )
+        receipt = payments.GetPayment(
+            payment_pb2.GetPaymentRequest(payment_id=payment.id),
+            metadata=citizen.metadata,
+            timeout=10,
+        ).payment.receipt.number
+    _told(suite, email, "đã nhận thanh toán")
+    d = transition(officer, officer.get(code), "approve")
+    d = transition(officer, d, "return_result")
+    assert d.status == dossier_pb2.DOSSIER_STATUS_RESULT_RETURNED
+    _told(suite, email, "đã có kết quả", "đã trả kết quả")
+    (paid_mail,) = [m for m in suite.smtp.to(email) if "đã nhận thanh toán" in m["Subject"]]
+    assert receipt and receipt in paid_mail.get_content()
+    _all_audited_once(suite, code)
+
+
+def test_withdrawn_by_the_citizen(suite: Suite) -> None:
+    email = unique_email()
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    officer = suite.dossiers("officer", agency="PHOIAN")
+    d = citizen.submit(submit_request("HT-001", f"w-{uuid.uuid4()}", email=email)).dossier
+    d = transition(officer, d, "receive")
+    d = citizen.stub.WithdrawDossier(
+        dossier_pb2.WithdrawDossierRequest(
+            code=d.code, reason="Nộp nhầm thủ tục", expected_version=d.version
+        ),
+        metadata=citizen.metadata,
+        timeout=30,
+    ).dossier
+    assert d.status == dossier_pb2.DOSSIER_STATUS_WITHDRAWN
+    _told(suite, email, "Tiếp nhận hồ sơ", "đã được tiếp nhận", "đã được rút")
+    _all_audited_once(suite, d.code)
+
+
+def test_rejected_at_intake_with_the_reason(suite: Suite) -> None:
+    email = unique_email()
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    officer = suite.dossiers("officer", agency="PHOIAN")
+    d = citizen.submit(submit_request("HT-001", f"r-{uuid.uuid4()}", email=email)).dossier
+    reason = "Tờ khai không có chữ ký của người yêu cầu"
+    d = transition(officer, d, "reject", reason)
+    assert d.status == dossier_pb2.DOSSIER_STATUS_NOT_RECEIVED
+    _told(suite, email, "không được tiếp nhận")
+    (mail,) = [m for m in suite.smtp.to(email) if "không được tiếp nhận" in m["Subject"]]
+    assert reason in mail.get_content()
+    _all_audited_once(suite, d.code)
+
+
+def test_supplement_requested_and_answered(suite: Suite) -> None:
+    email = unique_email()
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    officer = suite.dossiers("officer", agency="PHOIAN")
+    d = citizen.submit(submit_request("HT-001", f"s-{uuid.uuid4()}", email=email)).dossier
+    d = transition(officer, d, "receive")
+    d = transition(officer, d, "process")
+    missing = "Bản sao giấy chứng nhận kết hôn của cha mẹ"
+    d = transition(officer, d, "request_supplement", missing)
+    _told(suite, email, "cần bổ sung")
+    (mail,) = [m for m in suite.smtp.to(email) if "cần bổ sung" in m["Subject"]]
+    assert missing in mail.get_content()
+    d = citizen.stub.SubmitSupplement(
+        dossier_pb2.SubmitSupplementRequest(
+            code=d.code,
+            documents=[document("Bản sao giấy chứng nhận kết hôn")],
+            expected_version=d.version,
+        ),
+        metadata=citizen.metadata,
+        timeout=30,
+    ).dossier
+    assert d.status == dossier_pb2.DOSSIER_STATUS_PROCESSING
+    d = transition(officer, d, "approve")
+    _told(suite, email, "đã có kết quả")
+    _all_audited_once(suite, d.code)
+
+
+def test_late_dossier_gets_the_apology_with_a_new_date(suite: Suite) -> None:
+    """The deadline scanner runs as the dossier service's timer would, some days later.
+
+    It runs in-process on the dossier service's own database, with the clock moved on; the
+    running dossier process's relay publishes what it writes.
+    """
+    from motcua_dossier.service import DossierService
+    from motcua_dossier.settings import DossierSettings
+    from motcua_kit.service import ServiceHost
+
+    email = unique_email()
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    officer = suite.dossiers("officer", agency="PHOIAN")
+    d = citizen.submit(submit_request("HT-001", f"l-{uuid.uuid4()}", email=email)).dossier
+    d = transition(officer, d, "receive")
+    later = datetime.now(UTC) + timedelta(days=10)
+    host = ServiceHost(
+        DossierService,
+        DossierSettings(database_url=suite.urls["dossier"]),
+        overrides={"clock": lambda: later},
+    )
+    service = host.service
+    assert isinstance(service, DossierService)
+    assert service.scan_deadlines() >= 1
+    host.engine.dispose()
+    _told(suite, email, "Thư xin lỗi")
+    (mail,) = [m for m in suite.smtp.to(email) if "Thư xin lỗi" in m["Subject"]]
+    late = officer.get(d.code)
+    assert late.overdue
+    y, m, day = late.appointment_date.split("-")
+    assert f"{day}/{m}/{y}" in str(mail["Subject"])
+    _all_audited_once(suite, d.code)
