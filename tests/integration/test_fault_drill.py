@@ -16,12 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from drill import Chaos, Check, retrying
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from dossier_client import DossierClient, submit_request
+from drill import Chaos, Check, retrying
 from harness import Kafka, Postgres, ServiceProcess, wait_for
 from motcua.dossier.v1 import dossier_pb2
 

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from harness import Kafka, ServiceProcess, header, wait_for
+from motcua.notify.v1 import events_pb2, notify_pb2
+from motcua_notify.domain.templates import DEFAULT_FILE
 from notify_providers import (
     SMS_A_KEY,
     SMS_B_KEY,
@@ -28,10 +32,6 @@ from notify_providers import (
     status_changed,
     submitted,
 )
-
-from harness import Kafka, ServiceProcess, header, wait_for
-from motcua.notify.v1 import events_pb2, notify_pb2
-from motcua_notify.domain.templates import DEFAULT_FILE
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,10 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from dossier_client import DossierClient, submit_request
+from harness import Kafka, ServiceProcess, header, read_topic, wait_for
+from motcua.notify.v1 import events_pb2, notify_pb2
 from notify_providers import (
     CITIZEN_ID,
     NotifyClient,
@@ -29,10 +33,6 @@ from notify_providers import (
     rows,
     submitted,
 )
-
-from dossier_client import DossierClient, submit_request
-from harness import Kafka, ServiceProcess, header, read_topic, wait_for
-from motcua.notify.v1 import events_pb2, notify_pb2
 
 pytestmark = pytest.mark.integration
 

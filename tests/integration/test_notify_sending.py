@@ -15,22 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from notify_providers import (
-    CITIZEN_ID,
-    EMAIL,
-    SMS_A_KEY,
-    SMS_B_KEY,
-    ZALO_TOKEN,
-    SmsProviderServer,
-    SmtpSink,
-    ZaloServer,
-    dossier,
-    payment_event,
-    post_signed,
-    providers,
-    status_changed,
-    submitted,
-)
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
@@ -47,6 +31,22 @@ from motcua_notify.adapters.db import notification_history, notifications, outbo
 from motcua_notify.domain.states import Channel, State
 from motcua_notify.service import NotifyService
 from motcua_notify.settings import NotifySettings
+from notify_providers import (
+    CITIZEN_ID,
+    EMAIL,
+    SMS_A_KEY,
+    SMS_B_KEY,
+    ZALO_TOKEN,
+    SmsProviderServer,
+    SmtpSink,
+    ZaloServer,
+    dossier,
+    payment_event,
+    post_signed,
+    providers,
+    status_changed,
+    submitted,
+)
 
 pytestmark = pytest.mark.integration
 

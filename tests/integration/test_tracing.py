@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from dossier_client import CITIZEN_ID, DossierClient, submit_request
 from harness import ServiceProcess, wait_for
+from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.integration
 
