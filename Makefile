@@ -40,6 +40,7 @@ lint: setup ## ruff + mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy packages/kit services tests/harness.py
+	$(PY) -m mypy bench scripts
 
 fmt: setup
 	$(PY) -m ruff check --fix .

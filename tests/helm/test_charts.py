@@ -666,7 +666,7 @@ COMMON_ALERTS = {
 }
 OWN_ALERTS = {
     "payment": {"MotcuaPaymentCallbackRejectionsSpike": "critical"},
-    "audit": {"MotcuaAuditTreeHeadStale": "critical"},
+    "audit": {"MotcuaAuditTreeHeadStale": "critical", "MotcuaAuditVerificationFailed": "critical"},
 }
 
 

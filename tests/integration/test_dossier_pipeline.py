@@ -16,6 +16,7 @@ from dossier_client import CITIZEN_ID, DossierClient, submit_request
 from harness import Kafka, ServiceProcess, header, read_topic, wait_for
 from motcua.dossier.v1 import dossier_pb2, events_pb2
 from motcua_audit.adapters.db import entries
+from motcua_kit.envelope import Event, encode
 
 pytestmark = pytest.mark.integration
 
@@ -108,13 +109,20 @@ def test_redelivered_event_is_recorded_once(
     producer.close()
     assert len(_events_for(kafka, code)) == 2
 
-    marker = client.submit(submit_request("HT-001", f"k-{uuid.uuid4()}")).dossier.code
-    marker_id = wait_for(lambda: _events_for(kafka, marker), 30, 0.2, "marker")[0]
-    audit = service_factory("audit", audit_url).start()
-    # The marker was produced after both copies: once it is recorded, both copies were read.
-    wait_for(
-        lambda: _audit_count(audit_url, header(marker_id, "ce_id").decode()) == 1, 30, 0.2, "marker"
+    # A marker on the same key, so the same partition, after both copies: once the audit has
+    # recorded it, it has read both copies before it.
+    marker = Event.new(
+        source="/test",
+        type="vn.motcua.dossier.submitted.v1",
+        subject=code,
+        message=events_pb2.DossierSubmitted(dossier=dossier_pb2.Dossier(code=code)),
     )
+    producer = KafkaProducer(bootstrap_servers=[kafka.bootstrap], api_version=(4, 0))
+    record = encode(marker)
+    producer.send(TOPIC, key=original.key, value=record.value, headers=record.headers).get(30)
+    producer.close()
+    audit = service_factory("audit", audit_url).start()
+    wait_for(lambda: _audit_count(audit_url, marker.id) == 1, 30, 0.2, "marker")
     assert _audit_count(audit_url, header(original, "ce_id").decode()) == 1
     audit.terminate()
 

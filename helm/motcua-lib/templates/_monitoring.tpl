@@ -154,6 +154,16 @@ spec:
             summary: "audit: no signed tree head for more than {{ $a.treeHeadMaxAgeSeconds }}s"
             description: "The audit log has not published a newly signed tree head recently; entries since then are not yet covered by a signature."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "audit-tree-head-stale") | quote }}
+        - alert: MotcuaAuditVerificationFailed
+          expr: |
+            sum(increase(motcua_audit_verification_failures_total{ {{- $sel }}}[10m])) > 0
+          labels:
+            severity: critical
+            service: {{ $svc }}
+          annotations:
+            summary: "audit: the log failed its own verification"
+            description: "The audit service's self-check found stored entries, Merkle nodes or signed tree heads that do not verify: the log may have been altered outside the service."
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "audit-verification-failed") | quote }}
         {{- end }}
 {{- end -}}
 {{- end -}}

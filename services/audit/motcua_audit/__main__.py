@@ -1,9 +1,10 @@
-"""``python -m motcua_audit serve | migrate``."""
+"""``python -m motcua_audit serve | migrate | verify | export | prove-consistency | keygen``."""
 
+from motcua_audit.cli import register
 from motcua_audit.service import AuditService
 from motcua_kit.cli import service_cli
 
-app = service_cli(AuditService)
+app = register(service_cli(AuditService))
 
 if __name__ == "__main__":
     app()

@@ -1,36 +1,112 @@
-"""The audit service: records every motcua event once, and serves each dossier's trail."""
+"""The audit service: a tamper-evident log of every motcua event and every direct access.
+
+Use cases read top-down: ``record_*`` append entries (Kafka handlers and ``RecordAccess``),
+``sign_tree_head`` commits to the log's state, the proof queries answer auditors, and the
+timer signs heads on schedule and re-verifies the stored log. The gRPC adapter
+(``adapters/grpc_api.py``) translates at the edge; the domain (``domain/``) decides.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import ClassVar
 
-import grpc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from motcua.audit.v1 import audit_pb2, audit_pb2_grpc
-from motcua.dossier.v1 import events_pb2
+from motcua.audit.v1 import audit_pb2_grpc
+from motcua.dossier.v1 import events_pb2 as dossier_events
+from motcua_audit import events
 from motcua_audit.adapters import db
+from motcua_audit.adapters.grpc_api import AuditApi, actor_from_proto
+from motcua_audit.adapters.keys import KeyRing, LazyKeyRing
+from motcua_audit.domain.access import AccessRecord, acting_actor
+from motcua_audit.domain.entry import (
+    EMPTY_PAYLOAD_SHA256,
+    Actor,
+    Entry,
+    EntryKind,
+    Role,
+    citizen_commitment,
+)
+from motcua_audit.domain.merkle import verify_consistency
+from motcua_audit.domain.self_check import (
+    Check,
+    Finding,
+    check_block,
+    next_block,
+    plan_block,
+)
+from motcua_audit.domain.tree_head import SignedTreeHead, verify_tree_head
+from motcua_audit.metrics import (
+    APPEND_SECONDS,
+    ENTRIES_APPENDED,
+    LOG_SIZE,
+    TREE_HEAD_SIZE,
+    TREE_HEAD_TIMESTAMP,
+    TREE_HEADS_SIGNED,
+    VERIFICATION_FAILURES,
+)
 from motcua_audit.settings import AuditSettings
-from motcua_kit.auth import current_principal
+from motcua_kit.auth import Principal
+from motcua_kit.db import transaction
 from motcua_kit.envelope import Event
-from motcua_kit.errors import InvalidArgument, PermissionDenied
+from motcua_kit.errors import AlreadyExists, InvalidArgument, NotFound
 from motcua_kit.grpc_server import Registration
-from motcua_kit.service import Dependency, Service, ServiceContext, event_handler
+from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 
-DOSSIER_TOPIC = "motcua.dossier.v1"
-DOSSIER_SUBMITTED = "vn.motcua.dossier.submitted.v1"
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.5
+"""The timer's period; signing and self-checks run when their configured interval is due."""
 
 
-def _ts(value: object) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)  # type: ignore[arg-type]
-    return ts
+def actor_of_event(event: Event, message: Message | None) -> Actor:
+    """Who caused an event: named in known payloads, else the producing service (source)."""
+    if isinstance(message, dossier_events.DossierStatusChanged) and message.HasField("actor"):
+        return actor_from_proto(message.actor)
+    if isinstance(message, dossier_events.DossierSubmitted) and message.dossier.HasField(
+        "submitted_by"
+    ):
+        return actor_from_proto(message.dossier.submitted_by)
+    return Actor(event.source, Role.SERVICE, "")
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """An inclusion proof and the head it is against (None when a size was asked for)."""
+
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: list[bytes]
+    head: SignedTreeHead | None
+
+
+def _settings(ctx: ServiceContext) -> AuditSettings:
+    assert isinstance(ctx.settings, AuditSettings)
+    return ctx.settings
 
 
 class AuditService(Service):
-    """Consumes every event topic; each event becomes one entry, however often delivered."""
+    """Consumes every event topic and RecordAccess calls; each becomes one log entry."""
 
     name = "audit"
     settings_class = AuditSettings
@@ -39,21 +115,32 @@ class AuditService(Service):
     migrations = "motcua_audit:migrations"
     publishes: ClassVar[tuple[str, ...]] = ()
 
-    entries: Dependency[db.EntryRepository] = Dependency(lambda ctx: db.EntryRepository())
+    entries: Dependency[db.AuditLogRepository] = Dependency(lambda ctx: db.AuditLogRepository())
+    heads: Dependency[db.TreeHeadRepository] = Dependency(lambda ctx: db.TreeHeadRepository())
+    keys: Dependency[LazyKeyRing] = Dependency(lambda ctx: LazyKeyRing(_settings(ctx)))
+    clock: Dependency[Callable[[], datetime]] = Dependency(lambda ctx: system_clock)
     context: Dependency[ServiceContext] = Dependency(lambda ctx: ctx)
 
-    @event_handler(DOSSIER_TOPIC)
-    @event_handler(DOSSIER_TOPIC, DOSSIER_SUBMITTED, events_pb2.DossierSubmitted)
-    def record_dossier_event(self, event: Event, message: Message | None, session: Session) -> None:
-        """A dossier event: append it to the log (the inbox makes it once per event id).
+    def setup(self) -> None:
+        self._sign_lock = threading.Lock()
+        self._next_sign_check = 0.0
+        self._next_self_check = 0.0
+        self._scrub_start = 0
+        self._verified_head: SignedTreeHead | None = None
+        self._newest_head_ms = -1
 
-        Known types must parse as their documented message, so garbage claiming to be a
-        dossier event goes to the dead-letter topic instead of into the trail; types this
-        version does not know yet are still recorded, by digest.
-        """
-        self.entries.append(session, DOSSIER_TOPIC, event)
+    @property
+    def settings(self) -> AuditSettings:
+        return _settings(self.context)
+
+    @property
+    def key_ring(self) -> KeyRing:
+        return self.keys.get()
 
     def grpc_services(self) -> list[tuple[str, Registration]]:
+        # The host calls this only when it starts serving: load the signing key now, so a
+        # bad key configuration stops `serve` at once (and `migrate` never needs the key).
+        self.key_ring  # noqa: B018
         api = AuditApi(self)
         return [
             (
@@ -62,40 +149,322 @@ class AuditService(Service):
             )
         ]
 
+    # -- entries from Kafka --------------------------------------------------------------------
+    @event_handler(events.DOSSIER_TOPIC)
+    def record_dossier_event(self, event: Event, message: Message | None, session: Session) -> None:
+        """A dossier event; known types must parse as their payload (poison → DLQ)."""
+        payload_type = events.DOSSIER_PAYLOADS.get(event.type)
+        parsed = event.parse(payload_type) if payload_type is not None else None
+        self.record_event(session, events.DOSSIER_TOPIC, event, parsed)
 
-class AuditApi(audit_pb2_grpc.AuditServiceServicer):
-    """AuditService over gRPC: officers, admins and services read trails."""
+    @event_handler(events.PAYMENT_TOPIC)
+    def record_payment_event(self, event: Event, message: Message | None, session: Session) -> None:
+        self.record_event(session, events.PAYMENT_TOPIC, event, None)
 
-    def __init__(self, service: AuditService) -> None:
-        self._service = service
+    @event_handler(events.NOTIFY_TOPIC)
+    def record_notify_event(self, event: Event, message: Message | None, session: Session) -> None:
+        self.record_event(session, events.NOTIFY_TOPIC, event, None)
 
-    def GetDossierTrail(
-        self, request: audit_pb2.GetDossierTrailRequest, context: grpc.ServicerContext
-    ) -> audit_pb2.GetDossierTrailResponse:
-        principal = current_principal()
-        principal.require_any("officer", "admin", "service")
-        code = request.dossier_code.strip()
-        if not code:
-            raise InvalidArgument("dossier_code", "is required")
-        if not principal.has_any("admin", "service") and (
-            code.split("-", 1)[0] != principal.agency_code
-        ):
-            raise PermissionDenied("an officer reads only the trails of their own agency")
-        with self._service.context.sessions() as session:
-            trail = self._service.entries.trail(session, code)
-        return audit_pb2.GetDossierTrailResponse(
-            entries=[
-                audit_pb2.AuditEntry(
-                    index=e.index,
-                    event_id=e.event_id,
-                    event_type=e.event_type,
-                    event_source=e.event_source,
-                    event_time=_ts(e.event_time),
-                    dossier_code=e.dossier_code,
-                    payload_sha256=e.payload_sha256,
-                    recorded_at=_ts(e.recorded_at),
-                    topic=e.topic,
-                )
-                for e in trail
-            ]
+    def record_event(
+        self, session: Session, topic: str, event: Event, message: Message | None
+    ) -> db.StoredEntry:
+        """Append one consumed event in the consumer's transaction (the inbox row joins it)."""
+        entry = Entry(
+            kind=EntryKind.EVENT,
+            event_id=event.id,
+            event_source=event.source,
+            event_type=event.type,
+            event_subject=event.subject,
+            event_time=_aware(event.time),
+            topic=topic,
+            actor=actor_of_event(event, message),
+            dossier_code=event.subject,
+            payload_sha256=hashlib.sha256(event.data).digest(),
+            recorded_at=self.clock(),
         )
+        return self._append(session, entry)
+
+    def _append(
+        self,
+        session: Session,
+        entry: Entry,
+        fingerprint: str | None = None,
+        subject: tuple[str, bytes] | None = None,
+    ) -> db.StoredEntry:
+        started = time.perf_counter()
+        stored = self.entries.append(session, entry, fingerprint=fingerprint, subject=subject)
+        APPEND_SECONDS.observe(time.perf_counter() - started)
+        ENTRIES_APPENDED.labels(entry.kind.value).inc()
+        LOG_SIZE.set(stored.index + 1)
+        return stored
+
+    # -- direct records ------------------------------------------------------------------------
+    def record_access(
+        self, principal: Principal, record: AccessRecord
+    ) -> tuple[db.StoredEntry, bool]:
+        """Append an access record; returns (entry, replayed). Idempotent on the record id."""
+        principal.require_any("officer", "admin", "service")
+        actor = acting_actor(
+            principal.subject, principal.roles, principal.agency_code, record.on_behalf_of
+        )
+        source = events.ACCESS_SOURCE_PREFIX + principal.subject
+        fingerprint = record.fingerprint(actor)
+        try:
+            return self._record_access_once(record, actor, source, fingerprint)
+        except IntegrityError:
+            # The same caller sent the same record id concurrently and won; replay it.
+            return self._record_access_once(record, actor, source, fingerprint)
+
+    def _record_access_once(
+        self, record: AccessRecord, actor: Actor, source: str, fingerprint: str
+    ) -> tuple[db.StoredEntry, bool]:
+        with transaction(self.context.sessions) as session:
+            earlier = self.entries.by_source_and_id(session, source, record.record_id)
+            if earlier is not None:
+                if earlier.fingerprint != fingerprint:
+                    raise AlreadyExists(
+                        f"record_id {record.record_id!r} was already used for a different "
+                        f"record (entry {earlier.index}); use a new id for a new record"
+                    )
+                return earlier, True
+            now = self.clock()
+            subject = None
+            citizen_ref = b""
+            if record.citizen_id:
+                salt = os.urandom(16)
+                subject = (record.citizen_id, salt)
+                citizen_ref = citizen_commitment(record.citizen_id, salt)
+            entry = Entry(
+                kind=EntryKind.ACCESS,
+                event_id=record.record_id,
+                event_source=source,
+                event_type=events.ACCESS_TYPE,
+                event_subject=record.dossier_code,
+                event_time=_aware(record.accessed_at or now),
+                topic="",
+                actor=actor,
+                dossier_code=record.dossier_code,
+                payload_sha256=EMPTY_PAYLOAD_SHA256,
+                recorded_at=now,
+                purpose=record.purpose,
+                resource=record.resource,
+                citizen_ref=citizen_ref,
+            )
+            return self._append(session, entry, fingerprint, subject), False
+
+    # -- tree heads ----------------------------------------------------------------------------
+    def sign_tree_head(self) -> SignedTreeHead:
+        """Sign (size, root) of the whole log now, and keep the head."""
+        ring = self.key_ring
+        with self._sign_lock, transaction(self.context.sessions) as session:
+            merkle = self.entries.log(session)
+            size = merkle.size()
+            signed = ring.signer.sign(size, merkle.root(size))
+            self.heads.add(session, signed)
+        TREE_HEADS_SIGNED.inc()
+        self._publish_head(signed.head.timestamp_ms, signed.head.size)
+        log.info(
+            "signed tree head",
+            extra={"tree_size": size, "key_id": signed.head.key_id},
+        )
+        return signed
+
+    def _publish_head(self, timestamp_ms: int, size: int | None) -> None:
+        """Gauges follow the newest head, whichever replica or thread signed it."""
+        with self._sign_lock:
+            if timestamp_ms < self._newest_head_ms:
+                return
+            self._newest_head_ms = timestamp_ms
+        TREE_HEAD_TIMESTAMP.set(timestamp_ms / 1000)
+        if size is not None:
+            TREE_HEAD_SIZE.set(size)
+
+    def latest_tree_head(self, covering: int = 0) -> SignedTreeHead:
+        """The latest signed head; a fresh one is signed if none covers ``covering`` entries."""
+        with self.context.sessions() as session:
+            latest = self.heads.latest(session)
+        if latest is None or latest.head.size < covering:
+            return self.sign_tree_head()
+        return latest
+
+    # -- proofs and reads ------------------------------------------------------------------------
+    def log_size(self) -> int:
+        with self.context.sessions() as session:
+            return self.entries.size(session)
+
+    def inclusion_proof(
+        self, *, index: int | None = None, leaf_hash: bytes | None = None, tree_size: int = 0
+    ) -> Proof:
+        """Proof of one entry (by index or leaf hash) in ``tree_size`` (0: latest head)."""
+        with self.context.sessions() as session:
+            if leaf_hash is not None:
+                found = self.entries.index_of_leaf(session, leaf_hash)
+                if found is None:
+                    raise NotFound("no entry has this leaf hash")
+                index = found
+            assert index is not None
+            size = self.entries.size(session)
+            if index < 0 or index >= size:
+                raise InvalidArgument("index", f"must be in [0, {size}) (the log size)")
+            if tree_size < 0 or tree_size > size:
+                raise InvalidArgument("tree_size", f"must be in [0, {size}] (the log size)")
+            if tree_size and index >= tree_size:
+                raise InvalidArgument("index", f"must be below tree_size {tree_size}")
+        head = None
+        if tree_size == 0:
+            head = self.latest_tree_head(covering=index + 1)
+            tree_size = head.head.size
+        with self.context.sessions() as session:
+            merkle = self.entries.log(session)
+            path = merkle.inclusion_proof(index, tree_size)
+            leaf = merkle.leaf_hash_at(index)
+        return Proof(index, tree_size, leaf, path, head)
+
+    def consistency_proof(
+        self, first_size: int, second_size: int = 0
+    ) -> tuple[int, int, list[bytes], SignedTreeHead | None]:
+        """(first, second, proof, head of second when it was 0)."""
+        head = None
+        if second_size == 0:
+            head = self.latest_tree_head()
+            second_size = head.head.size
+        with self.context.sessions() as session:
+            size = self.entries.size(session)
+            if second_size < 0 or second_size > size:
+                raise InvalidArgument("second_size", f"must be in [0, {size}] (the log size)")
+            if first_size < 0 or first_size > second_size:
+                raise InvalidArgument("first_size", f"must be in [0, {second_size}]")
+            proof = self.entries.log(session).consistency_proof(first_size, second_size)
+        return first_size, second_size, proof, head
+
+    def dossier_trail(
+        self, dossier_code: str
+    ) -> tuple[list[tuple[db.StoredEntry, list[bytes]]], SignedTreeHead]:
+        """Every entry of one dossier with its inclusion proof against one covering head."""
+        with self.context.sessions() as session:
+            trail = self.entries.trail(session, dossier_code)
+        covering = trail[-1].index + 1 if trail else 0
+        head = self.latest_tree_head(covering=covering)
+        with self.context.sessions() as session:
+            merkle = self.entries.log(session)
+            proofs = [merkle.inclusion_proof(e.index, head.head.size) for e in trail]
+        return list(zip(trail, proofs, strict=True)), head
+
+    def entry_page(
+        self, start: int, end: int, limit: int
+    ) -> tuple[list[db.StoredEntry], int, int, int]:
+        """At most ``limit`` entries from ``start`` below ``end`` (0: the log size).
+
+        Returns (entries, where the next page starts, the effective end, the log size).
+        """
+        with self.context.sessions() as session:
+            size = self.entries.size(session)
+            stop_at = size if end == 0 else min(end, size)
+            stop = max(min(start + limit, stop_at), start)
+            return self.entries.range(session, start, stop), stop, stop_at, size
+
+    # -- the timer: heads on schedule, and the self-check ---------------------------------------
+    @timer(TICK_SECONDS)
+    def maintain(self) -> None:
+        """Sign a head when the interval is due; re-verify the stored log; refresh gauges."""
+        now = time.monotonic()
+        if now >= self._next_sign_check:
+            self._sign_if_due()
+        if now >= self._next_self_check:
+            self._next_self_check = now + self.settings.self_check_interval_seconds
+            self.self_check()
+
+    def _sign_if_due(self) -> None:
+        interval = self.settings.tree_head_interval_seconds
+        with self.context.sessions() as session:
+            newest_ms = self.heads.latest_timestamp_ms(session)
+            LOG_SIZE.set(self.entries.size(session))
+        age = None if newest_ms is None else time.time() - newest_ms / 1000
+        if age is None or age >= interval:
+            self.sign_tree_head()
+            age = 0.0
+        elif newest_ms is not None:
+            self._publish_head(newest_ms, None)
+        # Another replica may sign in between; checking again when ours would be due is enough.
+        self._next_sign_check = time.monotonic() + max(interval - age, 0.0)
+
+    def self_check(self) -> list[Finding]:
+        """Verify the latest head and one block of the stored log; count and log failures."""
+        findings = self._check_latest_head()
+        findings += self._check_next_block()
+        for finding in findings:
+            VERIFICATION_FAILURES.labels(finding.check.value).inc()
+            log.error(
+                "audit log self-check failed: %s",
+                finding.detail,
+                extra={"check": finding.check.value, "index": finding.index},
+            )
+        return findings
+
+    def _check_latest_head(self) -> list[Finding]:
+        with self.context.sessions() as session:
+            latest = self.heads.latest(session)
+            if latest is None:
+                return []
+            if not verify_tree_head(latest, self.key_ring.public_keys):
+                return [
+                    Finding(
+                        Check.TREE_HEAD_SIGNATURE,
+                        None,
+                        f"the stored head of size {latest.head.size} does not verify",
+                    )
+                ]
+            merkle = self.entries.log(session)
+            size = latest.head.size
+            if size > merkle.size() or not hmac.compare_digest(
+                merkle.root(size), latest.head.root_hash
+            ):
+                return [
+                    Finding(
+                        Check.TREE_HEAD_ROOT,
+                        None,
+                        f"the stored nodes do not give the signed root of size {size}",
+                    )
+                ]
+            previous = self._verified_head
+            if previous is not None and previous.head.size > size:
+                return [
+                    Finding(
+                        Check.CONSISTENCY,
+                        None,
+                        f"the latest head has size {size}, below the size "
+                        f"{previous.head.size} verified before: the log was rolled back",
+                    )
+                ]
+            if previous is not None:
+                proof = merkle.consistency_proof(previous.head.size, size)
+                if not verify_consistency(
+                    previous.head.size,
+                    size,
+                    previous.head.root_hash,
+                    latest.head.root_hash,
+                    proof,
+                ):
+                    return [
+                        Finding(
+                            Check.CONSISTENCY,
+                            None,
+                            f"the head of size {size} does not extend the one of size "
+                            f"{previous.head.size} verified before",
+                        )
+                    ]
+        self._verified_head = latest
+        return []
+
+    def _check_next_block(self) -> list[Finding]:
+        with self.context.sessions() as session:
+            size = self.entries.size(session)
+            if size == 0:
+                return []
+            start = self._scrub_start if self._scrub_start < size else 0
+            plan = plan_block(start, size)
+            rows = self.entries.range(session, plan.start, plan.end)
+            stored = self.entries.nodes_in(session, plan.node_ranges)
+            stored.update(self.entries.log(session).store.get_many(plan.ancestor_keys))
+        self._scrub_start = next_block(start, size)
+        return check_block(plan, [r.canonical for r in rows], [r.leaf_hash for r in rows], stored)

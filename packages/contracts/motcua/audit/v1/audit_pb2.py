@@ -23,21 +23,58 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from motcua.common.v1 import common_pb2 as motcua_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmotcua/audit/v1/audit.proto\x12\x0fmotcua.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\nAuditEntry\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x14\n\x0c\x65vent_source\x18\x04 \x01(\t\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64ossier_code\x18\x06 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x07 \x01(\t\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05topic\x18\t \x01(\t\".\n\x16GetDossierTrailRequest\x12\x14\n\x0c\x64ossier_code\x18\x01 \x01(\t\"G\n\x17GetDossierTrailResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.motcua.audit.v1.AuditEntry2t\n\x0c\x41uditService\x12\x64\n\x0fGetDossierTrail\x12\'.motcua.audit.v1.GetDossierTrailRequest\x1a(.motcua.audit.v1.GetDossierTrailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmotcua/audit/v1/audit.proto\x12\x0fmotcua.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dmotcua/common/v1/common.proto\"\xfc\x03\n\nAuditEntry\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x14\n\x0c\x65vent_source\x18\x04 \x01(\t\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64ossier_code\x18\x06 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x07 \x01(\t\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05topic\x18\t \x01(\t\x12(\n\x04kind\x18\n \x01(\x0e\x32\x1a.motcua.audit.v1.EntryKind\x12&\n\x05\x61\x63tor\x18\x0b \x01(\x0b\x32\x17.motcua.common.v1.Actor\x12\x17\n\x0f\x63\x61nonical_entry\x18\x0c \x01(\x0c\x12\x11\n\tleaf_hash\x18\r \x01(\x0c\x12\x0f\n\x07purpose\x18\x0e \x01(\t\x12\x10\n\x08resource\x18\x0f \x01(\t\x12\x13\n\x0b\x63itizen_ref\x18\x10 \x01(\x0c\x12\x15\n\revent_subject\x18\x11 \x01(\t\x12\x38\n\x0finclusion_proof\x18\x12 \x01(\x0b\x32\x1f.motcua.audit.v1.InclusionProof\"o\n\x0eSignedTreeHead\x12\x11\n\ttree_size\x18\x01 \x01(\x03\x12\x11\n\troot_hash\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"K\n\x0eInclusionProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x03\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x12\n\naudit_path\x18\x03 \x03(\x0c\".\n\x16GetDossierTrailRequest\x12\x14\n\x0c\x64ossier_code\x18\x01 \x01(\t\"{\n\x17GetDossierTrailResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.motcua.audit.v1.AuditEntry\x12\x32\n\ttree_head\x18\x02 \x01(\x0b\x32\x1f.motcua.audit.v1.SignedTreeHead\"\xd5\x01\n\x13RecordAccessRequest\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\ncitizen_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64ossier_code\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12-\n\x0con_behalf_of\x18\x06 \x01(\x0b\x32\x17.motcua.common.v1.Actor\x12/\n\x0b\x61\x63\x63\x65ssed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x14RecordAccessResponse\x12*\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1b.motcua.audit.v1.AuditEntry\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x14\n\x12GetTreeHeadRequest\"I\n\x13GetTreeHeadResponse\x12\x32\n\ttree_head\x18\x01 \x01(\x0b\x32\x1f.motcua.audit.v1.SignedTreeHead\"\x15\n\x13SignTreeHeadRequest\"J\n\x14SignTreeHeadResponse\x12\x32\n\ttree_head\x18\x01 \x01(\x0b\x32\x1f.motcua.audit.v1.SignedTreeHead\"]\n\x18GetInclusionProofRequest\x12\x0f\n\x05index\x18\x01 \x01(\x03H\x00\x12\x13\n\tleaf_hash\x18\x02 \x01(\x0cH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x03\x42\x08\n\x06target\"\x92\x01\n\x19GetInclusionProofResponse\x12.\n\x05proof\x18\x01 \x01(\x0b\x32\x1f.motcua.audit.v1.InclusionProof\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x32\n\ttree_head\x18\x03 \x01(\x0b\x32\x1f.motcua.audit.v1.SignedTreeHead\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x03\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x03\"\x89\x01\n\x1bGetConsistencyProofResponse\x12\x12\n\nfirst_size\x18\x01 \x01(\x03\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x03\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x32\n\ttree_head\x18\x04 \x01(\x0b\x32\x1f.motcua.audit.v1.SignedTreeHead\"b\n\x11GetEntriesRequest\x12\x13\n\x0bstart_index\x18\x01 \x01(\x03\x12\x11\n\tend_index\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"n\n\x12GetEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.motcua.audit.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x11\n\ttree_size\x18\x03 \x01(\x03\"\x16\n\x14GetPublicKeysRequest\"F\n\tPublicKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x0c\x12\x0b\n\x03pem\x18\x03 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x04 \x01(\x08\"A\n\x15GetPublicKeysResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.motcua.audit.v1.PublicKey*T\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NTRY_KIND_EVENT\x10\x01\x12\x15\n\x11\x45NTRY_KIND_ACCESS\x10\x02\x32\x9d\x06\n\x0c\x41uditService\x12\x64\n\x0fGetDossierTrail\x12\'.motcua.audit.v1.GetDossierTrailRequest\x1a(.motcua.audit.v1.GetDossierTrailResponse\x12[\n\x0cRecordAccess\x12$.motcua.audit.v1.RecordAccessRequest\x1a%.motcua.audit.v1.RecordAccessResponse\x12X\n\x0bGetTreeHead\x12#.motcua.audit.v1.GetTreeHeadRequest\x1a$.motcua.audit.v1.GetTreeHeadResponse\x12[\n\x0cSignTreeHead\x12$.motcua.audit.v1.SignTreeHeadRequest\x1a%.motcua.audit.v1.SignTreeHeadResponse\x12j\n\x11GetInclusionProof\x12).motcua.audit.v1.GetInclusionProofRequest\x1a*.motcua.audit.v1.GetInclusionProofResponse\x12p\n\x13GetConsistencyProof\x12+.motcua.audit.v1.GetConsistencyProofRequest\x1a,.motcua.audit.v1.GetConsistencyProofResponse\x12U\n\nGetEntries\x12\".motcua.audit.v1.GetEntriesRequest\x1a#.motcua.audit.v1.GetEntriesResponse\x12^\n\rGetPublicKeys\x12%.motcua.audit.v1.GetPublicKeysRequest\x1a&.motcua.audit.v1.GetPublicKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'motcua.audit.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDITENTRY']._serialized_start=82
-  _globals['_AUDITENTRY']._serialized_end=327
-  _globals['_GETDOSSIERTRAILREQUEST']._serialized_start=329
-  _globals['_GETDOSSIERTRAILREQUEST']._serialized_end=375
-  _globals['_GETDOSSIERTRAILRESPONSE']._serialized_start=377
-  _globals['_GETDOSSIERTRAILRESPONSE']._serialized_end=448
-  _globals['_AUDITSERVICE']._serialized_start=450
-  _globals['_AUDITSERVICE']._serialized_end=566
+  _globals['_ENTRYKIND']._serialized_start=2314
+  _globals['_ENTRYKIND']._serialized_end=2398
+  _globals['_AUDITENTRY']._serialized_start=113
+  _globals['_AUDITENTRY']._serialized_end=621
+  _globals['_SIGNEDTREEHEAD']._serialized_start=623
+  _globals['_SIGNEDTREEHEAD']._serialized_end=734
+  _globals['_INCLUSIONPROOF']._serialized_start=736
+  _globals['_INCLUSIONPROOF']._serialized_end=811
+  _globals['_GETDOSSIERTRAILREQUEST']._serialized_start=813
+  _globals['_GETDOSSIERTRAILREQUEST']._serialized_end=859
+  _globals['_GETDOSSIERTRAILRESPONSE']._serialized_start=861
+  _globals['_GETDOSSIERTRAILRESPONSE']._serialized_end=984
+  _globals['_RECORDACCESSREQUEST']._serialized_start=987
+  _globals['_RECORDACCESSREQUEST']._serialized_end=1200
+  _globals['_RECORDACCESSRESPONSE']._serialized_start=1202
+  _globals['_RECORDACCESSRESPONSE']._serialized_end=1286
+  _globals['_GETTREEHEADREQUEST']._serialized_start=1288
+  _globals['_GETTREEHEADREQUEST']._serialized_end=1308
+  _globals['_GETTREEHEADRESPONSE']._serialized_start=1310
+  _globals['_GETTREEHEADRESPONSE']._serialized_end=1383
+  _globals['_SIGNTREEHEADREQUEST']._serialized_start=1385
+  _globals['_SIGNTREEHEADREQUEST']._serialized_end=1406
+  _globals['_SIGNTREEHEADRESPONSE']._serialized_start=1408
+  _globals['_SIGNTREEHEADRESPONSE']._serialized_end=1482
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1484
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1577
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1580
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1726
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1728
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1797
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1800
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1937
+  _globals['_GETENTRIESREQUEST']._serialized_start=1939
+  _globals['_GETENTRIESREQUEST']._serialized_end=2037
+  _globals['_GETENTRIESRESPONSE']._serialized_start=2039
+  _globals['_GETENTRIESRESPONSE']._serialized_end=2149
+  _globals['_GETPUBLICKEYSREQUEST']._serialized_start=2151
+  _globals['_GETPUBLICKEYSREQUEST']._serialized_end=2173
+  _globals['_PUBLICKEY']._serialized_start=2175
+  _globals['_PUBLICKEY']._serialized_end=2245
+  _globals['_GETPUBLICKEYSRESPONSE']._serialized_start=2247
+  _globals['_GETPUBLICKEYSRESPONSE']._serialized_end=2312
+  _globals['_AUDITSERVICE']._serialized_start=2401
+  _globals['_AUDITSERVICE']._serialized_end=3198
 # @@protoc_insertion_point(module_scope)

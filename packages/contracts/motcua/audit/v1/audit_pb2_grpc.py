@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class AuditServiceStub:
-    """Read the audit trail.
+    """Read the audit trail, prove what it holds, and record direct accesses.
     """
 
     def __init__(self, channel):
@@ -40,14 +40,99 @@ class AuditServiceStub:
                 request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDossierTrailRequest.SerializeToString,
                 response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDossierTrailResponse.FromString,
                 _registered_method=True)
+        self.RecordAccess = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/RecordAccess',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.RecordAccessRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.RecordAccessResponse.FromString,
+                _registered_method=True)
+        self.GetTreeHead = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/GetTreeHead',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetTreeHeadRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetTreeHeadResponse.FromString,
+                _registered_method=True)
+        self.SignTreeHead = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/SignTreeHead',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.SignTreeHeadRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.SignTreeHeadResponse.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/GetInclusionProof',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetInclusionProofResponse.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/GetConsistencyProof',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.FromString,
+                _registered_method=True)
+        self.GetEntries = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/GetEntries',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetEntriesRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetEntriesResponse.FromString,
+                _registered_method=True)
+        self.GetPublicKeys = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/GetPublicKeys',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
-    """Read the audit trail.
+    """Read the audit trail, prove what it holds, and record direct accesses.
     """
 
     def GetDossierTrail(self, request, context):
-        """Every entry recorded for one dossier, in log order.
+        """Every entry recorded for one dossier, in log order, each with its inclusion proof
+        against the response's tree head.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAccess(self, request, context):
+        """Record that someone viewed a citizen's personal data, and why. Idempotent on record_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTreeHead(self, request, context):
+        """The latest signed tree head.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignTreeHead(self, request, context):
+        """Sign a tree head over the whole log now (admin or service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """An RFC 9162 inclusion proof of one entry, by index or by leaf hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """An RFC 9162 consistency proof that the tree of first_size is a prefix of second_size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEntries(self, request, context):
+        """A range of entries, paginated (admin or service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPublicKeys(self, request, context):
+        """The public keys tree heads are signed with: the current one and older trusted ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +146,41 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDossierTrailRequest.FromString,
                     response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDossierTrailResponse.SerializeToString,
             ),
+            'RecordAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAccess,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.RecordAccessRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.RecordAccessResponse.SerializeToString,
+            ),
+            'GetTreeHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTreeHead,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetTreeHeadRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetTreeHeadResponse.SerializeToString,
+            ),
+            'SignTreeHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignTreeHead,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.SignTreeHeadRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.SignTreeHeadResponse.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetInclusionProofResponse.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.SerializeToString,
+            ),
+            'GetEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntries,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetEntriesRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetEntriesResponse.SerializeToString,
+            ),
+            'GetPublicKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPublicKeys,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'motcua.audit.v1.AuditService', rpc_method_handlers)
@@ -70,7 +190,7 @@ def add_AuditServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
-    """Read the audit trail.
+    """Read the audit trail, prove what it holds, and record direct accesses.
     """
 
     @staticmethod
@@ -90,6 +210,195 @@ class AuditService:
             '/motcua.audit.v1.AuditService/GetDossierTrail',
             motcua_dot_audit_dot_v1_dot_audit__pb2.GetDossierTrailRequest.SerializeToString,
             motcua_dot_audit_dot_v1_dot_audit__pb2.GetDossierTrailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/RecordAccess',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.RecordAccessRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.RecordAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTreeHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/GetTreeHead',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetTreeHeadRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetTreeHeadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignTreeHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/SignTreeHead',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.SignTreeHeadRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.SignTreeHeadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/GetInclusionProof',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetInclusionProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/GetConsistencyProof',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/GetEntries',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetEntriesRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPublicKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/GetPublicKeys',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,133 @@
+"""Direct access records: who viewed which citizen's data, and why (validated on the way in).
+
+An officer opening a dossier sees the applicant's citizen ID, phone and address; the law on
+personal data asks that such access can be accounted for. A record is refused with the field
+named when it could not later answer "who, whose, why".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from motcua_audit.domain.entry import Actor, Role
+from motcua_kit.errors import InvalidArgument
+
+RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CITIZEN_ID = re.compile(r"\d{12}")
+DOSSIER_CODE = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)*")
+MAX_DOSSIER_CODE = 40
+MAX_PURPOSE = 500
+MAX_RESOURCE = 200
+MAX_SUBJECT = 200
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def normalise_text(value: str) -> str:
+    """NFC, outer and repeated inner whitespace removed (the same rule as dossier text)."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """A validated access record, before it is given an actor and a place in the log."""
+
+    record_id: str
+    citizen_id: str
+    dossier_code: str
+    purpose: str
+    resource: str
+    on_behalf_of: Actor | None
+    accessed_at: datetime | None
+
+    def fingerprint(self, actor: Actor) -> str:
+        """SHA-256 of what the record says, to tell a retry from a reused record id."""
+        body = {
+            "citizen_id": self.citizen_id,
+            "dossier_code": self.dossier_code,
+            "purpose": self.purpose,
+            "resource": self.resource,
+            "actor": [actor.subject, actor.role.value, actor.agency_code],
+            "accessed_at": self.accessed_at.isoformat() if self.accessed_at else None,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def validate_access(
+    *,
+    record_id: str,
+    citizen_id: str,
+    dossier_code: str,
+    purpose: str,
+    resource: str,
+    on_behalf_of: Actor | None,
+    accessed_at: datetime | None,
+    now: datetime,
+) -> AccessRecord:
+    """Check and normalise a RecordAccess request; the first bad field is named."""
+    record_id = record_id.strip()
+    if not RECORD_ID.fullmatch(record_id):
+        raise InvalidArgument("record_id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -")
+    citizen_id = citizen_id.strip()
+    if citizen_id and not CITIZEN_ID.fullmatch(citizen_id):
+        raise InvalidArgument("citizen_id", "must be the 12-digit citizen ID (CCCD)")
+    dossier_code = dossier_code.strip()
+    if dossier_code and (
+        len(dossier_code) > MAX_DOSSIER_CODE or not DOSSIER_CODE.fullmatch(dossier_code)
+    ):
+        raise InvalidArgument("dossier_code", "is not a dossier code such as STP-261129-0001")
+    if not citizen_id and not dossier_code:
+        raise InvalidArgument("citizen_id", "citizen_id or dossier_code must say whose data")
+    purpose = normalise_text(purpose)
+    if not purpose:
+        raise InvalidArgument("purpose", "is required: why the data was viewed")
+    if len(purpose) > MAX_PURPOSE:
+        raise InvalidArgument("purpose", f"must be at most {MAX_PURPOSE} characters")
+    resource = normalise_text(resource)
+    if len(resource) > MAX_RESOURCE:
+        raise InvalidArgument("resource", f"must be at most {MAX_RESOURCE} characters")
+    if on_behalf_of is not None:
+        on_behalf_of = _validate_actor(on_behalf_of)
+    if accessed_at is not None and accessed_at > now + CLOCK_SKEW:
+        raise InvalidArgument("accessed_at", "is in the future")
+    return AccessRecord(
+        record_id=record_id,
+        citizen_id=citizen_id,
+        dossier_code=dossier_code,
+        purpose=purpose,
+        resource=resource,
+        on_behalf_of=on_behalf_of,
+        accessed_at=accessed_at,
+    )
+
+
+def _validate_actor(actor: Actor) -> Actor:
+    subject = actor.subject.strip()
+    if not subject or len(subject) > MAX_SUBJECT:
+        raise InvalidArgument("on_behalf_of.subject", f"is required (at most {MAX_SUBJECT} chars)")
+    if actor.role is Role.UNKNOWN:
+        raise InvalidArgument("on_behalf_of.role", "is required")
+    agency = actor.agency_code.strip()
+    if actor.role is Role.OFFICER and not agency:
+        raise InvalidArgument("on_behalf_of.agency_code", "is required for an officer")
+    return Actor(subject, actor.role, agency)
+
+
+def acting_actor(
+    subject: str, roles: frozenset[str], agency_code: str, on_behalf_of: Actor | None
+) -> Actor:
+    """Who the record names as actor: the caller, or for a service the person it acted for.
+
+    Officers and admins record their own accesses; letting them name someone else would let
+    anyone write another's trail.
+    """
+    if "service" in roles:
+        return on_behalf_of or Actor(subject, Role.SERVICE, "")
+    if on_behalf_of is not None:
+        raise InvalidArgument("on_behalf_of", "only a caller with the service role may set it")
+    role = Role.ADMIN if "admin" in roles else Role.OFFICER
+    return Actor(subject, role, agency_code if role is Role.OFFICER else "")
