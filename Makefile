@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
         buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
-        payment-states payment-states-check notify-states notify-states-check \
+        payment-states payment-states-check notify-states notify-states-check events events-check \
         helm-deps helm-check duplicates clean
 
 help:
@@ -41,6 +41,7 @@ lint: setup ## ruff + mypy
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy packages/kit services tests/harness.py
 	$(PY) -m mypy bench scripts
+	$(PY) -m mypy packages/subscriber tools examples/stats-projector/stats_projector
 
 fmt: setup
 	$(PY) -m ruff check --fix .
@@ -75,6 +76,12 @@ payment-states: setup ## Redraw docs/payment-states.md from the payment state ta
 
 payment-states-check: setup
 	$(PY) -m motcua_payment.tools.draw_states --output docs/payment-states.md --check
+
+events: setup ## Regenerate docs/events/ and the kit's registry copy from contracts/topics.yaml + protos/
+	$(PY) -m tools.eventdocs generate
+
+events-check: setup ## Fail when docs/events/ or the registry copy is stale or an emitted type undocumented
+	$(PY) -m tools.eventdocs check
 
 notify-states: setup ## Redraw docs/notify.md (delivery states and notices) from the notify data
 	$(PY) -m motcua_notify.tools.draw_states --output docs/notify.md
