@@ -8,6 +8,8 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+from motcua_kit.migrations import create_inbox_table, create_outbox_table
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -90,37 +92,8 @@ def upgrade() -> None:
         sa.Column("email", sa.String(254), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", _ID, primary_key=True),
-        sa.Column("event_id", sa.String(64), nullable=False, unique=True),
-        sa.Column("topic", sa.String(200), nullable=False),
-        sa.Column("event_key", sa.String(200), nullable=False),
-        sa.Column("event_type", sa.String(200), nullable=False),
-        sa.Column("source", sa.String(200), nullable=False),
-        sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("trace_headers", sa.JSON, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        postgresql_where=sa.text("published_at IS NULL"),
-        sqlite_where=sa.text("published_at IS NULL"),
-    )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer_group", sa.String(200), nullable=False),
-        sa.Column("event_id", sa.String(64), nullable=False),
-        sa.Column("topic", sa.String(200), nullable=False),
-        sa.Column("partition", sa.Integer, nullable=False),
-        sa.Column("offset", sa.Integer, nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id", name="pk_inbox"),
-    )
+    create_outbox_table()
+    create_inbox_table()
 
 
 def downgrade() -> None:
