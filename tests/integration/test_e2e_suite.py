@@ -215,3 +215,43 @@ def test_late_dossier_gets_the_apology_with_a_new_date(suite: Suite) -> None:
     y, m, day = late.appointment_date.split("-")
     assert f"{day}/{m}/{y}" in str(mail["Subject"])
     _all_audited_once(suite, d.code)
+
+
+def test_the_dashboard_uses_only_metrics_the_running_services_expose(suite: Suite) -> None:
+    """Scrape every running service and compare with every metric the dashboard queries."""
+    import json
+    import re
+    from urllib.request import urlopen
+
+    from harness import ROOT
+
+    exposed: set[str] = set()
+    for proc in suite.services.values():
+        body = urlopen(f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=10).read()
+        for line in body.decode().splitlines():
+            if line.startswith("# TYPE "):
+                name, kind = line.split()[2:4]
+                exposed.add(name)
+                suffixes = {
+                    "counter": ("_total", "_created"),
+                    "histogram": ("_bucket", "_sum", "_count", "_created"),
+                    "summary": ("_sum", "_count", "_created"),
+                }.get(kind, ())
+                exposed.update(name + s for s in suffixes)
+    dashboard = (ROOT / "helm/motcua/dashboards/motcua-overview.json").read_text()
+    exprs: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("expr"), str):
+                exprs.append(node["expr"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(dashboard))
+    referenced = {m for e in exprs for m in re.findall(r"\bmotcua_[a-z0-9_]+\b", e)}
+    assert referenced, "the dashboard queries no motcua metric"
+    assert referenced <= exposed, sorted(referenced - exposed)
