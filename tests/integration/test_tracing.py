@@ -10,6 +10,7 @@ import pytest
 
 from dossier_client import CITIZEN_ID, DossierClient, submit_request
 from harness import ServiceProcess, wait_for
+from notify_providers import SmtpSink, fresh_group, notify_env
 from otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.integration
@@ -22,11 +23,15 @@ def receiver() -> Iterator[OtlpReceiver]:
     r.stop()
 
 
+def dossier_topic_bootstrap(proc: ServiceProcess) -> str:
+    return proc.env[proc.prefix + "KAFKA_BOOTSTRAP"]
+
+
 def _tracing_env(receiver: OtlpReceiver) -> dict[str, str]:
     return {"OTLP_ENDPOINT": receiver.endpoint}
 
 
-def test_submit_and_audit_append_share_one_trace(
+def test_submit_notification_send_and_audit_append_share_one_trace(
     receiver: OtlpReceiver,
     service_factory: Callable[..., ServiceProcess],
     token: Callable[..., str],
@@ -38,6 +43,14 @@ def test_submit_and_audit_append_share_one_trace(
         "dossier", f"sqlite:///{tmp_path}/d.db", **_tracing_env(receiver)
     ).start()
     audit = service_factory("audit", f"sqlite:///{tmp_path}/a.db", **_tracing_env(receiver)).start()
+    smtp = SmtpSink().__enter__()
+    notify = service_factory(
+        "notify",
+        f"sqlite:///{tmp_path}/n.db",
+        CONSUMER_GROUP=fresh_group(dossier_topic_bootstrap(audit)),
+        **notify_env(smtp),
+        **_tracing_env(receiver),
+    ).start()
     client = DossierClient(dossier.target, token("citizen", citizen_id=CITIZEN_ID))
     code = client.submit(submit_request("HT-001", f"t-{uuid.uuid4()}")).dossier.code
 
@@ -61,6 +74,23 @@ def test_submit_and_audit_append_share_one_trace(
     assert child.parent_span_id == parent.span_id
     assert parent.kind == 2  # SERVER
     assert child.kind == 5  # CONSUMER
-    assert code
-    dossier.terminate()
-    audit.terminate()
+
+    def sent() -> ReceivedSpan | None:
+        return next(
+            (
+                s
+                for s in receiver.snapshot()
+                if s.service == "motcua-notify"
+                and s.name == "notify send email"
+                and s.trace_id == parent.trace_id
+            ),
+            None,
+        )
+
+    send = wait_for(sent, 60, 0.2, "notify's send span in the same trace")
+    ids = {s.span_id for s in receiver.snapshot() if s.trace_id == parent.trace_id}
+    assert send.parent_span_id in ids, "the send span hangs off the dossier's trace"
+    assert send.attributes.get("motcua.dossier.code") == code
+    for proc in (dossier, audit, notify):
+        proc.terminate()
+    smtp.__exit__(None, None, None)
