@@ -68,6 +68,7 @@ def test_fault_drill(
     service_factory: Callable[..., ServiceProcess],
     token: Callable[..., str],
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     dossier_url, audit_url = (
         postgres.create_database("drill_d"),
