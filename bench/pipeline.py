@@ -99,6 +99,7 @@ def run(
 ) -> list[tuple[str, str, float]]:
     rows: list[tuple[str, str, float]] = []
     best = 0
+    folder.mkdir(parents=True, exist_ok=True)
     with running_suite(kafka, postgres, signing_keys, token, folder) as suite:
         _measure(suite, 2, console)  # warm-up
         for rate in RATES:

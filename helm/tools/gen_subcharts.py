@@ -567,12 +567,6 @@ def umbrella_schema() -> dict:
         },
         "required": ["sasl"],
     }
-    topic_kind = obj(
-        {
-            "partitions": integer("0: global.kafka.topicPartitions", minimum=0),
-            "retentionMs": integer("-1: keep forever", minimum=-1),
-        }
-    )
     kafka_topics = obj(
         {
             "enabled": boolean("Render Strimzi KafkaTopic objects"),
@@ -582,8 +576,11 @@ def umbrella_schema() -> dict:
             ),
             "replicas": integer(minimum=1),
             "minInsyncReplicas": integer(minimum=1),
-            "main": topic_kind,
-            "dlq": topic_kind,
+            "environment": {
+                "type": "string",
+                "enum": ["local", "dev", "prod"],
+                "description": "Which partition counts of the topic registry to use",
+            },
             "config": {
                 "type": "object",
                 "additionalProperties": {"type": ["string", "number", "boolean"]},

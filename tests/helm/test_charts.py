@@ -896,7 +896,10 @@ def test_kafka_topics_absent_by_default(rendered: list[Doc], values_file: str) -
     assert len(of_kind(rendered, "KafkaTopic")) == expected
 
 
-def test_kafka_topics_when_enabled(helm: str, umbrella: Path) -> None:
+def test_kafka_topics_when_enabled_come_from_the_registry(helm: str, umbrella: Path) -> None:
+    """Partitions and retention are the topic registry's (contracts/topics.yaml), per
+    environment; the chart repeats no topic and values only override."""
+    registry = json.loads((ROOT / "helm" / "motcua" / "topics.json").read_text())
     docs = render(
         helm,
         umbrella,
@@ -904,23 +907,29 @@ def test_kafka_topics_when_enabled(helm: str, umbrella: Path) -> None:
         sets=(
             "kafkaTopics.enabled=true",
             "kafkaTopics.clusterName=events",
-            "kafkaTopics.main.partitions=6",
-            "kafkaTopics.dlq.retentionMs=86400000",
+            "kafkaTopics.environment=dev",
             "kafkaTopics.overrides.motcua\\.audit\\.v1.partitions=2",
         ),
     )
     topics = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic")}
-    assert set(topics) == TOPICS
-    for name, t in topics.items():
-        assert t["apiVersion"] == "kafka.strimzi.io/v1beta2"
-        assert t["metadata"]["labels"]["strimzi.io/cluster"] == "events"
-        assert t["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        if name.endswith(".dlq"):
-            assert t["spec"]["partitions"] == 1
-            assert t["spec"]["config"]["retention.ms"] == 86400000
-        else:
-            assert t["spec"]["partitions"] == (2 if name == "motcua.audit.v1" else 6)
-            assert t["spec"]["config"]["retention.ms"] == 604800000
+    expected_names = {t["name"] for t in registry["topics"]}
+    assert set(topics) == expected_names | {n + ".dlq" for n in expected_names} == TOPICS
+    for spec in registry["topics"]:
+        main, dlq = topics[spec["name"]], topics[spec["name"] + ".dlq"]
+        for t in (main, dlq):
+            assert t["apiVersion"] == "kafka.strimzi.io/v1beta2"
+            assert t["metadata"]["labels"]["strimzi.io/cluster"] == "events"
+            assert t["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        want = 2 if spec["name"] == "motcua.audit.v1" else spec["partitions"]["dev"]
+        assert main["spec"]["partitions"] == want
+        assert main["spec"]["config"]["retention.ms"] == spec["retention_days"] * 86_400_000
+        assert dlq["spec"]["partitions"] == spec["dlq"]["partitions"]
+        assert dlq["spec"]["config"]["retention.ms"] == spec["dlq"]["retention_days"] * 86_400_000
+
+
+def test_the_registry_copy_in_the_chart_is_current() -> None:
+    packaged = ROOT / "packages" / "kit" / "motcua_kit" / "topics.json"
+    assert (ROOT / "helm" / "motcua" / "topics.json").read_text() == packaged.read_text()
 
 
 # --------------------------------------------------------------------------------------------

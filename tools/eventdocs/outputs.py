@@ -16,8 +16,7 @@ MARKDOWN = DOCS / "README.md"
 PACKAGED_REGISTRY = ROOT / "packages" / "kit" / "motcua_kit" / "topics.json"
 
 # The chart's copy, for its KafkaTopic objects (`.Files.Get "topics.json" | fromJson`). Not
-# written yet: add `HELM_REGISTRY: packaged_registry(catalogue)` to render_outputs when the
-# chart's kafkatopics template reads it (see docs/adr/0060).
+# read by the umbrella chart's KafkaTopic template (.Files.Get), so the chart repeats no topic.
 HELM_REGISTRY = ROOT / "helm" / "motcua" / "topics.json"
 
 _ASYNCAPI_HEADER = (
@@ -37,4 +36,5 @@ def render_outputs(catalogue: Catalogue) -> dict[Path, str]:
         HTML: render_html(catalogue),
         MARKDOWN: render_markdown(catalogue),
         PACKAGED_REGISTRY: packaged_registry(catalogue),
+        HELM_REGISTRY: packaged_registry(catalogue),
     }

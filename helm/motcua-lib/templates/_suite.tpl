@@ -14,13 +14,16 @@ unless kafkaTopics.keepOnUninstall is false: deleting a KafkaTopic deletes its d
 {{- if not $t.clusterName -}}
 {{- fail "motcua: kafkaTopics.clusterName is required when kafkaTopics.enabled is true (the Strimzi Kafka cluster's name)" -}}
 {{- end -}}
-{{- $g := .Values.global | default dict -}}
-{{- $defaultPartitions := dig "kafka" "topicPartitions" 3 $g -}}
-{{- range $svc := list "dossier" "payment" "notify" "audit" }}
+{{- $registry := .Files.Get "topics.json" | fromJson -}}
+{{- if not $registry.topics -}}
+{{- fail "motcua: topics.json (the topic registry, written by `make events`) is missing from the chart" -}}
+{{- end -}}
+{{- $env := $t.environment | default "prod" -}}
+{{- range $topic := $registry.topics }}
 {{- range $suffix := list "" ".dlq" }}
-{{- $name := printf "motcua.%s.v1%s" $svc $suffix }}
-{{- $kind := ternary "dlq" "main" (eq $suffix ".dlq") }}
-{{- $spec := get $t $kind | default dict }}
+{{- $name := printf "%s%s" $topic.name $suffix }}
+{{- $partitions := ternary $topic.dlq.partitions (get $topic.partitions $env) (eq $suffix ".dlq") }}
+{{- $days := ternary $topic.dlq.retention_days $topic.retention_days (eq $suffix ".dlq") }}
 {{- $override := get ($t.overrides | default dict) $name | default dict }}
 ---
 apiVersion: kafka.strimzi.io/v1beta2
@@ -37,10 +40,10 @@ metadata:
   {{- end }}
 spec:
   topicName: {{ $name }}
-  partitions: {{ $override.partitions | default $spec.partitions | default $defaultPartitions | int64 }}
+  partitions: {{ $override.partitions | default $partitions | int64 }}
   replicas: {{ $override.replicas | default $t.replicas | int64 }}
   config:
-    retention.ms: {{ $override.retentionMs | default $spec.retentionMs | int64 }}
+    retention.ms: {{ $override.retentionMs | default (mul $days 86400000) | int64 }}
     min.insync.replicas: {{ $t.minInsyncReplicas | int64 }}
     cleanup.policy: delete
     {{- with $t.config }}

@@ -65,8 +65,28 @@ def make_consumer(settings: ServiceSettings, group_id: str, **overrides: Any) ->
     return KafkaConsumer(**opts)
 
 
+def _new_topic(settings: ServiceSettings, name: str) -> NewTopic:
+    """Partitions and retention from the topic registry; unknown topics get the settings'."""
+    from motcua_kit.registry import RegistryError, default_registry
+
+    try:
+        spec = default_registry().kafka_topic(name, settings.environment)
+    except RegistryError:
+        return NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+    return NewTopic(
+        name,
+        num_partitions=spec.partitions,
+        replication_factor=1,
+        topic_configs={"retention.ms": str(spec.retention_ms)},
+    )
+
+
 def ensure_topics(settings: ServiceSettings, topics: list[str]) -> None:
-    """Create the topics if missing (local runs and tests; production uses the chart's topics)."""
+    """Create the topics if missing, as the topic registry describes them.
+
+    For local runs and tests; production creates them from the chart's KafkaTopic objects,
+    which read the same registry.
+    """
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         api_version=API_VERSION,
@@ -77,11 +97,6 @@ def ensure_topics(settings: ServiceSettings, topics: list[str]) -> None:
         missing = [t for t in topics if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(
-                    [
-                        NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
-                        for t in missing
-                    ]
-                )
+                admin.create_topics([_new_topic(settings, t) for t in missing])
     finally:
         admin.close()

@@ -27,7 +27,9 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = ""
     kafka_ssl_cafile: str = ""
-    topic_partitions: int = Field(default=3, ge=1)
+    topic_partitions: int = Field(default=3, ge=1)  # for topics the registry does not know
+    # Which column of the topic registry's partition counts applies (contracts/topics.yaml).
+    environment: Literal["local", "dev", "prod"] = "local"
 
     bind_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
