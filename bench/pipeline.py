@@ -24,9 +24,38 @@ from dossier_client import CITIZEN_ID, submit_request
 from harness import Kafka, Postgres
 from suite import Suite, running_suite
 
-RATES = (5, 10, 20, 40)
+RATES = (5, 10, 20, 40, 80)
 SECONDS_PER_RATE = 12
 SUBMITTED = "vn.motcua.dossier.submitted.v1"
+
+
+class _MailClock:
+    """Notes when each recipient's first email arrives, polling the SMTP sink as it fills."""
+
+    def __init__(self, suite: Suite) -> None:
+        self._sink = suite.smtp
+        self.arrived: dict[str, float] = {}
+        self._seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            with self._sink.lock:
+                new = self._sink.messages[self._seen :]
+                self._seen += len(new)
+            now = time.time()
+            for recipients, _ in new:
+                for r in recipients:
+                    self.arrived.setdefault(r, now)
+
+    def __enter__(self) -> _MailClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _measure(suite: Suite, rate: int, console: Console) -> tuple[float, float, int]:
@@ -39,45 +68,43 @@ def _measure(suite: Suite, rate: int, console: Console) -> tuple[float, float, i
 
     def submit(n: int) -> None:
         email = f"bench.{uuid.uuid4().hex[:10]}@example.vn"
+        request = submit_request("HT-001", f"b-{uuid.uuid4()}", email=email)
         t0 = time.time()
-        code = client.submit(
-            submit_request("HT-001", f"b-{uuid.uuid4()}", email=email)
-        ).dossier.code
+        code = client.submit(request).dossier.code
         with lock:
             started[code] = t0
             emails[code] = email
 
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        begin = time.monotonic()
-        for n in range(total):
-            delay = begin + n / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(submit, n)
-
     engine = create_engine(suite.urls["audit"])
-    mailed: dict[str, float] = {}
     audited: dict[str, float] = {}
-    deadline = time.monotonic() + 120
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"{rate}/s: waiting for notified + audited", total=total)
-        while time.monotonic() < deadline:
-            now = time.time()
-            for code, email in emails.items():
-                if code not in mailed and suite.smtp.to(email):
-                    mailed[code] = now
-            with engine.connect() as conn:
-                for code, at in conn.execute(
-                    text("SELECT dossier_code, recorded_at FROM audit_entries WHERE event_type=:t"),
-                    {"t": SUBMITTED},
-                ):
-                    if code in started and code not in audited:
-                        audited[code] = at.timestamp()
-            done = [c for c in started if c in mailed and c in audited]
-            progress.update(task, completed=len(done))
-            if len(done) == total:
-                break
-            time.sleep(0.02)
+    with _MailClock(suite) as mail:
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            begin = time.monotonic()
+            for n in range(total):
+                delay = begin + n / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                pool.submit(submit, n)
+        deadline = time.monotonic() + 120
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"{rate}/s: waiting for notified + audited", total=total)
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    for code, at in conn.execute(
+                        text(
+                            "SELECT dossier_code, recorded_at FROM audit_entries "
+                            "WHERE event_type = :t"
+                        ),
+                        {"t": SUBMITTED},
+                    ):
+                        if code in started:
+                            audited.setdefault(code, at.timestamp())
+                done = [c for c in started if emails[c] in mail.arrived and c in audited]
+                progress.update(task, completed=len(done))
+                if len(done) == total:
+                    break
+                time.sleep(0.1)
+        mailed = {c: mail.arrived[e] for c, e in emails.items() if e in mail.arrived}
     engine.dispose()
     latencies = sorted(
         max(mailed[c], audited[c]) - started[c] for c in started if c in mailed and c in audited
