@@ -63,6 +63,7 @@ def running_suite(
     signing_keys: tuple[bytes, Path],
     token: Callable[..., str],
     folder: Path,
+    extra_env: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[Suite]:
     with ExitStack() as stack:
         smtp, sms_a, sms_b = stack.enter_context(providers())
@@ -88,6 +89,8 @@ def running_suite(
             "dossier": {"OUTBOX_POLL_SECONDS": "0.05"},
             "audit": {},
         }
+        for name, env_ in (extra_env or {}).items():
+            extra[name] = {**extra[name], **env_}
         services: dict[str, ServiceProcess] = {}
         for name in ("audit", "notify", "payment", "dossier"):
             prefix = f"MOTCUA_{name.upper()}_"
