@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, default=None)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-audit", action="store_true")
+    parser.add_argument("--skip-consumers", action="store_true")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="motcua-bench-"))
@@ -299,6 +300,14 @@ def main() -> None:
             extra += pipeline.run(
                 console, kafka, postgres, (private_pem, key_file), token, workdir / "suite"
             )
+        if not args.skip_consumers:
+            from bench import consumers
+
+            postgres.start()
+            _, public_pem = generate_signing_key()
+            key_file = workdir / "jwt-consumers.pem"
+            key_file.write_bytes(public_pem)
+            extra += consumers.run(console, kafka, postgres, (b"", key_file), workdir / "cons")
         if not args.skip_audit:
             from bench import audit
 

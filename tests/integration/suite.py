@@ -7,6 +7,7 @@ consumer group positioned at the end of the topics so other tests' events stay o
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,6 +37,7 @@ class Suite:
     sms_a: SmsProviderServer
     sms_b: SmsProviderServer
     token: Callable[..., str]
+    started_ms: int = 0
 
     def dossiers(self, *roles: str, **claims: str) -> DossierClient:
         return DossierClient(self.services["dossier"].target, self.token(*roles, **claims))
@@ -65,6 +67,7 @@ def running_suite(
     folder: Path,
     extra_env: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[Suite]:
+    started_ms = int(time.time() * 1000)
     with ExitStack() as stack:
         smtp, sms_a, sms_b = stack.enter_context(providers())
         secret_file = folder / "gateway.secret"
@@ -107,7 +110,7 @@ def running_suite(
             services[name] = proc
             stack.callback(_kill, proc)
             proc.start()
-        yield Suite(kafka, services, urls, sandbox, smtp, sms_a, sms_b, token)
+        yield Suite(kafka, services, urls, sandbox, smtp, sms_a, sms_b, token, started_ms)
         for proc in services.values():
             proc.terminate()
 

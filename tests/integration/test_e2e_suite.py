@@ -51,10 +51,12 @@ def _told(suite: Suite, email: str, *fragments: str) -> None:
 
 
 def _event_ids(suite: Suite, code: str) -> set[str]:
+    """This suite's events of one dossier: codes repeat across tests (fresh databases), so
+    records from before the suite started belong to other tests."""
     ids = set()
     for topic in TOPICS:
         for record in read_topic(suite.kafka.bootstrap, topic):
-            if record.key == code.encode():
+            if record.key == code.encode() and record.timestamp >= suite.started_ms:
                 ids.add(header(record, "ce_id").decode())
     return ids
 
