@@ -11,10 +11,12 @@ The drill prints what it injected and what it checked.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -128,8 +130,22 @@ def _column(url: str, sql: str) -> list:
         engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def drill_kafka() -> Iterator[Kafka]:
+    """A broker of the drill's own: its tens of thousands of records and its restarts stay
+    away from the session broker the other tests read from the beginning."""
+    state = Path(tempfile.mkdtemp(prefix="motcua-drill-kafka-"))
+    broker = Kafka(state_dir=state)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def test_fault_drill(
-    kafka: Kafka,
+    drill_kafka: Kafka,
     postgres: Postgres,
     signing_keys: tuple[bytes, Path],
     token: Callable[..., str],
@@ -147,6 +163,7 @@ def test_fault_drill(
             "RECONCILE_AFTER_SECONDS": "2",
         },
     }
+    kafka = drill_kafka
     with running_suite(kafka, postgres, signing_keys, token, tmp_path, extra) as suite:
         chaos = Chaos(suite.services, kafka)
         chaos.start()
@@ -163,21 +180,35 @@ def test_fault_drill(
                 0.5,
                 f"{service}'s outbox drained",
             )
-        published = {
-            s: set(_column(urls[s], "SELECT event_id FROM outbox"))
-            for s in ("dossier", "payment", "notify")
-        }
-        every_event = set().union(*published.values())
-        wait_for(
-            lambda: (
-                _scalar(urls["audit"], "SELECT count(DISTINCT event_id) FROM audit_entries")
-                >= len(every_event)
-            ),
-            300,
-            0.5,
-            "the audit caught up",
-        )
+
+        def outboxes() -> set[str]:
+            return set().union(
+                *(
+                    _column(urls[s], "SELECT event_id FROM outbox")
+                    for s in ("dossier", "payment", "notify")
+                )
+            )
+
+        def audited_ids() -> set[str]:
+            return set(_column(urls["audit"], "SELECT event_id FROM audit_entries"))
+
+        # Notify may still be finishing sends (and writing their events) after the load ends:
+        # settled when every event of the outboxes is audited and no new one has appeared.
+        settled: list[set[str]] = []
+
+        def quiet() -> bool:
+            before = outboxes()
+            if not before <= audited_ids():
+                return False
+            if settled and settled[-1] == before:
+                return True
+            settled.append(before)
+            return False
+
+        wait_for(quiet, 300, 1.0, "every event audited and no new events")
+        every_event = settled[-1]
         audited = _column(urls["audit"], "SELECT event_id FROM audit_entries")
+        strays = sorted(set(audited) - outboxes())  # audited, yet no service wrote it
         final = _scalar(urls["dossier"], "SELECT count(*) FROM dossiers WHERE status = 10")
         captured = Counter(
             _column(urls["payment"], "SELECT dossier_code FROM payments WHERE state = 'succeeded'")
@@ -197,7 +228,7 @@ def test_fault_drill(
         ),
         Check("payments captured twice", 0, sum(1 for n in captured.values() if n > 1)),
         Check("SMS sent twice for one (recipient, text)", 0, sum(1 for n in sms.values() if n > 1)),
-        Check("audit entries, one per event", len(every_event), len(audited)),
+        Check("audit entries that no service's outbox holds", [], strays[:5]),
         Check("audit entries without duplicates", len(audited), len(set(audited))),
         Check("every event audited", set(), every_event - set(audited)),
         Check("audit log export verifies against a signed tree head", "ok", verified),
