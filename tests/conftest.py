@@ -30,6 +30,20 @@ def kafka() -> Iterator[Kafka]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture
+def own_kafka() -> Iterator[Kafka]:
+    """A broker for one test alone: for tests that leave garbage or load other tests would read
+    (they read the shared topics from the beginning)."""
+    state = Path(tempfile.mkdtemp(prefix="motcua-own-kafka-"))
+    broker = Kafka(state_dir=state)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A real PostgreSQL cluster from infra/postgres.sh, for the whole session."""

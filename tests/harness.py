@@ -188,7 +188,7 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def terminate(self, timeout: float = 30.0) -> int:
+    def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait: the graceful path."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0

@@ -144,6 +144,7 @@ def drill_kafka() -> Iterator[Kafka]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.mark.timeout(1800)  # 2,000 dossiers through four services under fire take minutes
 def test_fault_drill(
     drill_kafka: Kafka,
     postgres: Postgres,
