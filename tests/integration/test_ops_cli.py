@@ -33,11 +33,12 @@ def motcua(
 
 
 def test_operator_cli_against_the_live_suite(
-    kafka: Kafka,
+    own_kafka: Kafka,
     service_factory: Callable[..., ServiceProcess],
     token: Callable[..., str],
     tmp_path: Path,
 ) -> None:
+    kafka = own_kafka  # dossier codes repeat across tests: keep other tests' trails out
     audit_url = f"sqlite:///{tmp_path}/audit.db"
     private_key, public_key = tmp_path / "audit-key.pem", tmp_path / "audit-key.pub.pem"
     keygen = motcua(
@@ -50,8 +51,12 @@ def test_operator_cli_against_the_live_suite(
         env={},
     )
     assert keygen.returncode == 0, keygen.stderr
-    dossier = service_factory("dossier", f"sqlite:///{tmp_path}/dossier.db").start()
-    audit = service_factory("audit", audit_url, SIGNING_KEY_FILE=str(private_key)).start()
+    dossier = service_factory(
+        "dossier", f"sqlite:///{tmp_path}/dossier.db", KAFKA_BOOTSTRAP=kafka.bootstrap
+    ).start()
+    audit = service_factory(
+        "audit", audit_url, SIGNING_KEY_FILE=str(private_key), KAFKA_BOOTSTRAP=kafka.bootstrap
+    ).start()
     env = {
         "MOTCUA_DOSSIER_TARGET": dossier.target,
         "MOTCUA_AUDIT_TARGET": audit.target,

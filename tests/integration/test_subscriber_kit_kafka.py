@@ -113,7 +113,7 @@ def test_handlers_run_once_per_event_across_a_restart_and_poison_goes_to_the_dlq
         lambda: [
             r
             for r in read_topic(kafka.bootstrap, TOPIC + ".dlq")
-            if header(r, "motcua_consumer_group") == group.encode()
+            if header(r, "motcua_consumer_group") == group.encode() and r.key == code.encode()
         ],
         30,
         0.5,
