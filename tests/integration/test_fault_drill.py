@@ -1,8 +1,8 @@
 """The fault drill: thousands of dossiers through the whole suite while it is under fire.
 
-During a run of DRILL_DOSSIERS dossiers (300 in CI for now, 2,000 the target; half pay a fee
-through the sandbox gateway) every service — dossier, payment, notify, audit — is killed with
-SIGKILL at random moments, at least three times each, and restarted; the Kafka broker is
+During a run of DRILL_DOSSIERS dossiers (2,000 by default; half pay a fee through the sandbox
+gateway) every service — dossier, payment, notify, audit — is killed with SIGKILL at random
+moments spread over the run, at least three times each, and restarted; the Kafka broker is
 stopped and started once. Afterwards: every dossier in its final state, no payment captured
 twice, no SMS sent twice for one (event, recipient), the audit log holding every event once
 and verifying. The drill prints what it injected and what it checked.
@@ -10,11 +10,13 @@ and verifying. The drill prints what it injected and what it checked.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +31,7 @@ from sqlalchemy import create_engine, text
 
 from dossier_client import DossierClient, submit_request
 from drill import Chaos, Check, retrying
-from harness import ROOT, Kafka, Postgres, wait_for
+from harness import ROOT, Kafka, Postgres, read_topic, wait_for
 from motcua.dossier.v1 import dossier_pb2
 from motcua.payment.v1 import payment_pb2, payment_pb2_grpc
 from motcua_payment.sandbox.client import SandboxClient
@@ -37,23 +39,27 @@ from suite import Suite, running_suite
 
 pytestmark = pytest.mark.integration
 
-# 2,000 is the target (issue 8); at 2,000 the audit did not settle within the wait yet — see
-# the session note. CI runs 300 until that is understood.
-DOSSIERS = int(os.environ.get("DRILL_DOSSIERS", "300"))
+# Issue 8 asks for at least 2,000; DRILL_DOSSIERS makes a quicker local run.
+DOSSIERS = int(os.environ.get("DRILL_DOSSIERS", "2000"))
+DRILL_RATES = {c: {"per_second": 1000, "burst": 1000} for c in ("email", "sms")}
 FREE = ["receive", "process", "approve", "return_result"]  # HT-001 (PHOIAN), no fee
 FEE_BEFORE = ["receive", "request_payment"]  # HT-004 (STP), 8,000 VND
 FEE_AFTER = ["approve", "return_result"]
 
 
 def _act(client: DossierClient, code: str, action: str) -> dossier_pb2.Dossier:
-    """One workflow action, safe to retry across restarts (the version says if it happened)."""
+    """One workflow action, safe to retry across restarts (the version says if it happened).
+
+    The expected version is read once: a retry after a lost answer then meets ABORTED or
+    FAILED_PRECONDITION, and a newer version says the earlier attempt did commit.
+    """
+    before = retrying(lambda: client.get(code)).version
 
     def attempt() -> dossier_pb2.Dossier:
-        current = client.get(code)
         try:
             return client.stub.TransitionDossier(
                 dossier_pb2.TransitionDossierRequest(
-                    code=code, action=action, expected_version=current.version
+                    code=code, action=action, expected_version=before
                 ),
                 metadata=client.metadata,
                 timeout=20,
@@ -61,7 +67,7 @@ def _act(client: DossierClient, code: str, action: str) -> dossier_pb2.Dossier:
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
                 again = client.get(code)
-                if again.version > current.version:  # our earlier attempt did commit
+                if again.version > before:  # our earlier attempt did commit
                     return again
             raise
 
@@ -158,7 +164,12 @@ def test_fault_drill(
     quiet = {"LOG_LEVEL": "WARNING"}
     extra = {
         "dossier": quiet,
-        "notify": quiet,
+        # The providers' contract rates (20 email/s, 10 SMS/s by default) would make a 2,000-
+        # dossier drill wait ten minutes on the token buckets; the drill is about faults.
+        # A provider that answers after the timeout may still have sent the SMS, and failing
+        # over then sends a second copy (accepted in ADR 0033); on a saturated 2-core machine
+        # the stand-in providers can be that slow. Provider slowness is not a drill fault.
+        "notify": {**quiet, "RATE_LIMITS": json.dumps(DRILL_RATES), "SMS_TIMEOUT_SECONDS": "20"},
         "audit": quiet,
         "payment": {
             **quiet,
@@ -168,10 +179,21 @@ def test_fault_drill(
     }
     kafka = drill_kafka
     with running_suite(kafka, postgres, signing_keys, token, tmp_path, extra) as suite:
-        chaos = Chaos(suite.services, kafka)
+        finished: list[str] = []  # list.append is atomic: the walkers' progress counter
+
+        def walk(n: int) -> str:
+            code = _walk(suite, n)
+            finished.append(code)
+            return code
+
+        chaos = Chaos(suite.services, kafka, progress=lambda: len(finished) / DOSSIERS)
         chaos.start()
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            codes = list(pool.map(lambda n: _walk(suite, n), range(DOSSIERS)))
+        try:
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                codes = list(pool.map(walk, range(DOSSIERS)))
+        except BaseException:
+            chaos.stop()  # no more faults while the suite is torn down
+            raise
         chaos.join(900)
         urls = suite.urls
         for service in ("dossier", "payment", "notify"):
@@ -198,17 +220,30 @@ def test_fault_drill(
         # Notify may still be finishing sends (and writing their events) after the load ends:
         # settled when every event of the outboxes is audited and no new one has appeared.
         settled: list[set[str]] = []
+        seen: dict[str, object] = {}
+        trail: list[int] = []  # missing count at each poll: shrinking = slow, stuck = lost
 
-        def quiet() -> bool:
+        def settled_now() -> bool:
             before = outboxes()
-            if not before <= audited_ids():
+            missing = before - audited_ids()
+            seen.update(events=len(before), missing=len(missing), sample=sorted(missing)[:3])
+            trail.append(len(missing))
+            if missing:
                 return False
             if settled and settled[-1] == before:
                 return True
             settled.append(before)
             return False
 
-        wait_for(quiet, 300, 1.0, "every event audited and no new events")
+        try:
+            _wait_while_progressing(
+                settled_now, lambda: (seen.get("events"), seen.get("missing")), 900, 120
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; last seen {seen}; missing every 30 polls {trail[::30]};"
+                f" dead letters {_dead_letters(kafka)}"
+            ) from exc
         every_event = settled[-1]
         audited = _column(urls["audit"], "SELECT event_id FROM audit_entries")
         strays = sorted(set(audited) - outboxes())  # audited, yet no service wrote it
@@ -216,7 +251,23 @@ def test_fault_drill(
         captured = Counter(
             _column(urls["payment"], "SELECT dossier_code FROM payments WHERE state = 'succeeded'")
         )
-        sms = Counter((m["to"], m["text"]) for m in suite.sms_a.messages + suite.sms_b.messages)
+        sent_sms: dict[tuple[str, str], list[str]] = {}
+        for provider in (suite.sms_a, suite.sms_b):
+            for m in provider.messages:
+                sent_sms.setdefault((m["to"], m["text"]), []).append(
+                    f"{provider.name}:{m['idempotency_key']}"
+                )
+        twice = {k: v for k, v in sent_sms.items() if len(v) > 1}
+        sms_twice = [(v, _history(urls["notify"], v)) for v in list(twice.values())[:3]]
+        # SMTP has no idempotency key: a kill between the server's accept and notify's state
+        # write sends the mail again, but under the same Message-ID, which mailboxes collapse.
+        # A second Message-ID for the same mail would be a duplicate the citizen sees.
+        mail_ids: dict[tuple[str, str, str], set[str]] = {}
+        for rcpt, msg in suite.smtp.messages:
+            body = msg.get_body()
+            what = (",".join(rcpt), str(msg["Subject"]), body.get_content() if body else "")
+            mail_ids.setdefault(what, set()).add(str(msg["Message-ID"]))
+        resent_mails = len(suite.smtp.messages) - len(mail_ids)
         verified = _verify_audit_log(urls["audit"], tmp_path)
 
     fee_dossiers = (DOSSIERS + 1) // 2
@@ -230,7 +281,13 @@ def test_fault_drill(
             sum(1 for n in captured.values() if n == 1),
         ),
         Check("payments captured twice", 0, sum(1 for n in captured.values() if n > 1)),
-        Check("SMS sent twice for one (recipient, text)", 0, sum(1 for n in sms.values() if n > 1)),
+        Check("SMS sent twice for one (recipient, text)", [], sms_twice),
+        Check(
+            "emails with two Message-IDs for one (recipient, text)",
+            0,
+            sum(1 for ids in mail_ids.values() if len(ids) > 1),
+        ),
+        Check("info: emails resent under their Message-ID after a kill", None, resent_mails),
         Check("audit entries that no service's outbox holds", [], strays[:5]),
         Check("audit entries without duplicates", len(audited), len(set(audited))),
         Check("every event audited", set(), every_event - set(audited)),
@@ -255,13 +312,69 @@ def test_fault_drill(
     for column in ("check", "expected", "actual", "ok"):
         checked.add_column(column)
     for c in checks:
-        checked.add_row(c.name, str(c.expected), str(c.actual), "yes" if c.ok else "NO")
+        checked.add_row(
+            c.name,
+            "—" if c.expected is None else str(c.expected),
+            str(c.actual),
+            "yes" if c.ok else "NO",
+        )
     report = tmp_path / "drill.txt"
     with open(report, "w") as out:
         Console(file=out, width=110).print(injected, checked)
     with capsys.disabled():  # the CI log shows the table whether the drill passes or not
         print("\n" + report.read_text())
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def _wait_while_progressing(
+    done: Callable[[], bool], state: Callable[[], object], limit_s: float, stall_s: float
+) -> None:
+    """Poll ``done`` each second; fail at ``limit_s``, or when ``state()`` has not changed for
+    ``stall_s`` (a backlog that drains is slow, one that does not move is lost)."""
+    start = last_change = time.monotonic()
+    last: object = None
+    while not done():
+        now = time.monotonic()
+        current = state()
+        if current != last:
+            last, last_change = current, now
+        if now - start > limit_s:
+            raise AssertionError(f"not settled within {limit_s:.0f}s (at {last})")
+        if now - last_change > stall_s:
+            raise AssertionError(f"no progress for {stall_s:.0f}s (stuck at {last})")
+        time.sleep(1.0)
+
+
+def _history(notify_url: str, sends: list[str]) -> list[str]:
+    """What notify recorded for the notifications behind some sends (to explain a duplicate)."""
+    ids = sorted({send.split(":", 1)[1].rsplit(".", 1)[0] for send in sends})
+    engine = create_engine(notify_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT notification_id, state, attempt, provider, detail, at"
+                    " FROM notification_history WHERE notification_id = ANY(:ids) ORDER BY seq"
+                ),
+                {"ids": ids},
+            )
+            return [
+                f"{r.at:%H:%M:%S.%f} {r.state} #{r.attempt} {r.provider} {r.detail}" for r in rows
+            ]
+    finally:
+        engine.dispose()
+
+
+def _dead_letters(kafka: Kafka) -> dict[str, int]:
+    """How many records each dead-letter topic holds (a lost event shows up here)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=[kafka.bootstrap], api_version=(4, 0))
+    try:
+        topics = sorted(t for t in consumer.topics() if t.endswith(".dlq"))
+    finally:
+        consumer.close()
+    return {t: len(read_topic(kafka.bootstrap, t)) for t in topics}
 
 
 def _verify_audit_log(audit_url: str, folder: Path) -> str:

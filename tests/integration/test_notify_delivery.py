@@ -179,6 +179,50 @@ def test_killed_mid_send_the_retry_reuses_the_reference_and_the_provider_sends_o
         assert notify.terminate() == 0
 
 
+def test_killed_after_failing_over_the_resend_goes_to_the_provider_that_took_it(
+    kafka: Kafka,
+    postgres,
+    service_factory: Callable[..., ServiceProcess],
+) -> None:
+    """A refuses, B takes the SMS but is slow to answer, notify dies: after the restart A is
+    healthy again and first in line, yet the resend must go to B — only B knows the key."""
+    with SmsProviderServer("sms-a", SMS_A_KEY) as a, SmsProviderServer("sms-b", SMS_B_KEY) as b:
+        a.behave(status=503)
+        b.behave(delay=30.0)
+        url = postgres.create_database("notify")
+        env = notify_env(
+            None,
+            a,
+            b,
+            CONSUMER_GROUP=fresh_group(kafka.bootstrap),
+            SMS_TIMEOUT_SECONDS="3",
+            SEND_LEASE_SECONDS="7",
+        )
+        notify = service_factory("notify", url, **env).start()
+        d = dossier(email_address="")
+        produce(kafka.bootstrap, submitted(d))
+        wait_for(lambda: b.received("/messages"), 60, 0.05, "the send in flight at B")
+        assert rows(url, d.code)[0].provider == "sms-b"  # written before B was called
+        notify.kill9()
+
+        a.behave()
+        b.behave()
+        notify.start()
+        wait_for(lambda: rows(url, d.code)[0].provider_ref, 60, 0.1, "the resend answered")
+        first, second = b.received("/messages")
+        assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+        assert a.messages == []  # A refused the first try and was not asked again
+        assert len(b.messages) == 1  # one SMS reached the citizen
+        (row,) = rows(url, d.code)
+        assert (row.state, row.attempts, row.provider, row.provider_ref) == (
+            "sending",
+            1,
+            "sms-b",
+            "sms-b-1",
+        )
+        assert notify.terminate() == 0
+
+
 def test_webhooks_are_signed_with_the_subscriber_secret_and_tampering_shows(
     kafka: Kafka,
     tmp_path: Path,

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -238,6 +238,9 @@ class NotifyService(Service):
         self._receipts: ReceiptServer | None = None
         self._last_gauges = 0.0
         self._dispatch_lock = threading.Lock()
+        sms = self.channels.get(Channel.SMS)
+        if isinstance(sms, FailoverSms):
+            sms.on_failover = self._fail_over
 
     @property
     def settings(self) -> NotifySettings:
@@ -345,9 +348,11 @@ class NotifyService(Service):
             if not claimed:
                 return 0
             executor = self._pool()
-            futures = [(n, executor.submit(self._send_one, n)) for n in claimed]
-            for notification, future in futures:
-                self._settle(notification, future.result())
+            futures = {executor.submit(self._send_one, n): n for n in claimed}
+            # Each outcome is written as soon as it is known: a crash then resends (SMTP has no
+            # idempotency key) only what was really in flight, not the whole batch.
+            for future in as_completed(futures):
+                self._settle(futures[future], future.result())
             return len(claimed)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -404,13 +409,19 @@ class NotifyService(Service):
         for n in self.repository.due(session, now, limit, [channel]):
             if bucket is not None and not bucket.try_take(now.timestamp()):
                 break
+            adapter = self.channels[channel]
+            provider = n.provider
             if n.state is State.SENDING:  # its sender died mid-send: same attempt, same ref
                 attempts, reference = n.attempts, n.reference
                 detail = f"resending attempt {attempts} (same reference): its sender stopped"
+                if isinstance(adapter, FailoverSms):  # to where it went: that one knows the ref
+                    provider = adapter.provider_for(n.provider)
             else:
                 attempts = n.attempts + 1
                 reference = n.attempt_reference(attempts)
                 detail = f"attempt {attempts}"
+                if isinstance(adapter, FailoverSms):
+                    provider = adapter.provider_for()
                 if attempts == 1:
                     wait = max((now - n.created_at).total_seconds(), 0.0)
                     _after_commit(session, partial(QUEUE_WAIT.labels(channel.value).observe, wait))
@@ -422,9 +433,26 @@ class NotifyService(Service):
                 lease_until=lease_until,
                 now=now,
                 detail=detail,
+                provider=provider,
             )
-            claimed.append(replace(n, state=State.SENDING, attempts=attempts, reference=reference))
+            claimed.append(
+                replace(
+                    n,
+                    state=State.SENDING,
+                    attempts=attempts,
+                    reference=reference,
+                    provider=provider,
+                )
+            )
         return claimed
+
+    def _fail_over(self, notification: Notification, reference: str, provider: str) -> None:
+        """Write down where this attempt goes next before it goes (see ``FailoverSms``)."""
+        now = self.clock()
+        with transaction(self.context.sessions) as session:
+            self.repository.switch_provider(
+                session, notification, reference, provider, now, f"failing over to {provider}"
+            )
 
     def _send_one(self, notification: Notification) -> SendResult:
         adapter = self.channels[notification.channel]

@@ -323,7 +323,9 @@ class NotificationRepository:
         lease_until: datetime,
         now: datetime,
         detail: str,
+        provider: str,
     ) -> None:
+        """Take a message for sending: the attempt, its reference and where it goes first."""
         session.execute(
             update(notifications)
             .where(notifications.c.id == notification.id)
@@ -331,12 +333,37 @@ class NotificationRepository:
                 state=State.SENDING.value,
                 attempts=attempts,
                 reference=reference,
+                provider=provider,
                 lease_until=_utc(lease_until),
                 next_attempt_at=None,
                 updated_at=now,
             )
         )
-        self.add_history(session, notification.id, State.SENDING, now, attempts, "", detail)
+        self.add_history(session, notification.id, State.SENDING, now, attempts, provider, detail)
+
+    def switch_provider(
+        self,
+        session: Session,
+        notification: Notification,
+        reference: str,
+        provider: str,
+        now: datetime,
+        detail: str,
+    ) -> None:
+        """The attempt ``reference`` moves on to ``provider`` (only while it is still in flight)."""
+        moved = session.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == notification.id,
+                notifications.c.reference == reference,
+                notifications.c.state == State.SENDING.value,
+                notifications.c.provider_ref == "",
+            )
+            .values(provider=provider, updated_at=now)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            n = notification
+            self.add_history(session, n.id, State.SENDING, now, n.attempts, provider, detail)
 
     def hold(
         self, session: Session, notification: Notification, until: datetime, now: datetime, why: str

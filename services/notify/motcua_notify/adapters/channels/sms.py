@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -98,7 +98,14 @@ class HttpSmsProvider:
 
 
 class FailoverSms:
-    """The SMS channel: providers in order of preference, failing over within one attempt."""
+    """The SMS channel: providers in order of preference, failing over within one attempt.
+
+    An idempotency key only means something to the provider that saw it. So the provider an
+    attempt goes to is written down before the message is handed over (``provider_for`` at the
+    claim, ``on_failover`` before each switch), and a resend of that attempt after a crash goes
+    to that provider first: it answers with the message it already took instead of a second
+    SMS from another provider.
+    """
 
     channel = Channel.SMS
 
@@ -106,20 +113,28 @@ class FailoverSms:
         self,
         providers: Sequence[HttpSmsProvider],
         cooldown_seconds: float = 30.0,
+        on_failover: Callable[[Notification, str, str], None] | None = None,
     ) -> None:
         if not providers:
             raise ValueError("the SMS channel needs at least one provider")
         self.providers = list(providers)
         self.cooldown = cooldown_seconds
+        # (notification, reference, next provider): called before the message goes elsewhere
+        self.on_failover = on_failover
         self._benched_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def _order(self) -> list[HttpSmsProvider]:
+    def _order(self, first: str = "") -> list[HttpSmsProvider]:
         now = time.monotonic()
         with self._lock:
             ready = [p for p in self.providers if self._benched_until.get(p.name, 0) <= now]
             benched = [p for p in self.providers if p not in ready]
-        return ready + benched
+        order = ready + benched
+        return sorted(order, key=lambda p: p.name != first)  # stable: the rest keep their order
+
+    def provider_for(self, interrupted: str = "") -> str:
+        """Where an attempt will go first: the provider of the attempt it resends, if any."""
+        return self._order(interrupted)[0].name
 
     def _bench(self, provider: HttpSmsProvider) -> None:
         with self._lock:
@@ -127,8 +142,10 @@ class FailoverSms:
 
     def send(self, notification: Notification, reference: str) -> SendResult:
         failures: list[str] = []
-        order = self._order()
+        order = self._order(notification.provider)
         for i, provider in enumerate(order):
+            if i and self.on_failover is not None:
+                self.on_failover(notification, reference, provider.name)
             result, fail_over = provider.send(notification, reference)
             if not fail_over:
                 if failures:
