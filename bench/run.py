@@ -403,7 +403,10 @@ one inbox transaction per event; raw kafka-python only reads the same number of 
 replicas join their group before the events are produced, and the rate runs from the first
 inbox row to the last. Two replicas share the topic's three partitions; on this machine they
 also share two cores with the broker and PostgreSQL, so the two-replica ratio shows that
-contention rather than the scaling separate nodes would give.
+contention rather than the scaling separate nodes would give. Audit appends to one Merkle log
+under one lock (ADR 0041): a second replica overlaps only its decoding and inbox work with the
+other's append, so expect little gain (0.9 to 1.2 across runs here) — it is there for
+availability.
 
 Audit: proof times are medians at each log size, as ratios to 1k entries (flat = near 1: a
 proof reads O(log n) stored subtree hashes); appends are one transaction per entry as the
