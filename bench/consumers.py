@@ -88,9 +88,9 @@ def _service_rate(
     """
     procs = [make(group) for _ in range(replicas)]
     engine = create_engine(url)
-    for p in procs:
-        p.start()
     try:
+        for p in procs:
+            p.start()
         wait_for(lambda: _group_stable(kafka, group, replicas), 120, 0.5, f"{label} joined")
         produce()
         with Progress(console=console, transient=True) as progress:
@@ -123,7 +123,8 @@ def _service_rate(
         return (N - 1) / max((last - first).total_seconds(), 1e-9)
     finally:
         for p in procs:
-            p.terminate()
+            if p.proc is not None and p.proc.poll() is None:
+                p.terminate()
         engine.dispose()
 
 
