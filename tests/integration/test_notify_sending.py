@@ -475,6 +475,35 @@ def test_a_temporary_failure_receipt_is_retried_with_a_new_reference(notify, sta
     assert a.messages[0]["client_ref"] != a.messages[1]["client_ref"]
 
 
+def test_an_sms_whose_receipt_never_comes_is_given_up_after_the_timeout_not_resent(
+    notify, stand_ins
+) -> None:
+    _smtp, a, _b = stand_ins
+    service, clock, host = notify(receipt_timeout_hours=72)
+    late, answered = dossier(email_address=""), dossier(email_address="")
+    deliver(host, submitted(late))
+    deliver(host, submitted(answered))
+    service.dispatch()
+    receipts = f"http://127.0.0.1:{service.start_receipts().port}"
+    (m2,) = (m for m in a.messages if answered.code in m["text"])
+    assert a.send_receipt(receipts, m2, "DELIVRD").json() == {"result": "applied"}
+
+    clock.advance(71.9 * 3600)
+    assert service.time_out_receipts() == 0  # not yet
+    assert table(host, late.code)[0].state == State.SENDING
+    clock.advance(0.2 * 3600)
+    assert service.time_out_receipts() == 1
+    (row,) = table(host, late.code)
+    assert row.state == State.PERMANENT_FAILURE
+    assert row.detail == "no delivery receipt from sms-a within 72 h"
+    assert table(host, answered.code)[0].state == State.DELIVERED  # its receipt came
+    kinds = [t.rsplit(".", 2)[-2] for t, _ in published(host, late.code)]
+    assert kinds == ["sent", "failed"]
+    service.dispatch()
+    assert len(a.messages) == 2  # given up, not sent again
+    assert service.time_out_receipts() == 0  # and only once
+
+
 # -- Zalo -----------------------------------------------------------------------------------------
 def test_zalo_template_message_with_tracking_id(notify) -> None:
     with ZaloServer(ZALO_TOKEN) as zalo:

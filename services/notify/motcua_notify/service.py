@@ -72,6 +72,7 @@ from motcua_notify.domain.notification import (
     SendResult,
     Verdict,
     after_receipt,
+    after_receipt_timeout,
     after_send,
     plan,
 )
@@ -340,6 +341,24 @@ class NotifyService(Service):
         if now - self._last_gauges >= 2.0:
             self._last_gauges = now
             self.update_queue_gauges()
+
+    @timer("receipt_timeout_check_seconds")
+    def time_out_receipts(self) -> int:
+        """Give up messages whose delivery receipt never came; returns how many."""
+        hours = self.settings.receipt_timeout_hours
+        now = self.clock()
+        done = 0
+        for _ in range(100):  # bounded: a row another replica just changed is not retaken
+            with transaction(self.context.sessions) as session:
+                stale = self.repository.awaiting_receipt(session, now - timedelta(hours=hours), 500)
+                for current in stale:
+                    change = after_receipt_timeout(current, hours)
+                    if change is not None:
+                        self._apply(session, current, change, now, "", "")
+            done += len(stale)
+            if len(stale) < 500:
+                break
+        return done
 
     def dispatch(self) -> int:
         """Claim what is due, send it, record the outcomes; returns how many were sent."""

@@ -97,6 +97,10 @@ class NotifySettings(ServiceSettings):
     retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_max_delay_seconds: float = Field(default=300.0, gt=0)
     retry_jitter: float = Field(default=0.5, ge=0, lt=1)
+    # An SMS or Zalo message the provider took but never reported on: after this long it is
+    # given up as failed (not resent: it may well have arrived). GOV.UK Notify waits 72 h too.
+    receipt_timeout_hours: float = Field(default=72.0, gt=0)
+    receipt_timeout_check_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("quiet_hours")
     @classmethod

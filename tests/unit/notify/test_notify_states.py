@@ -16,6 +16,7 @@ from motcua_notify.domain.notification import (
     SendResult,
     Verdict,
     after_receipt,
+    after_receipt_timeout,
     after_send,
 )
 from motcua_notify.domain.retry import RetryPolicy
@@ -171,3 +172,14 @@ def test_provider_receipt_words_map_to_our_states() -> None:
     assert RECEIPT_WORDS["delivrd"] is ReceiptStatus.DELIVERED
     assert RECEIPT_WORDS["undeliv"] is ReceiptStatus.PERMANENT_FAILURE
     assert RECEIPT_WORDS["expired"] is ReceiptStatus.TEMPORARY_FAILURE
+
+
+def test_a_missing_receipt_times_out_as_failed_and_only_a_message_a_provider_took() -> None:
+    taken = replace(sending(provider_ref="sms-a-7"), provider="sms-a")
+    change = after_receipt_timeout(taken, 72)
+    assert change is not None
+    assert (change.state, change.publish) == (State.PERMANENT_FAILURE, (Published.FAILED,))
+    assert change.next_attempt_at is None  # not resent: it may have arrived
+    assert change.detail == "no delivery receipt from sms-a within 72 h"
+    assert after_receipt_timeout(sending(), 72) is None  # still with its sender (lease rules)
+    assert after_receipt_timeout(replace(taken, state=State.DELIVERED), 72) is None

@@ -210,6 +210,24 @@ class NotificationRepository:
         ).first()
         return _to_domain(row._mapping) if row else None
 
+    def awaiting_receipt(
+        self, session: Session, taken_before: datetime, limit: int
+    ) -> list[Notification]:
+        """Messages a provider took (``sending`` with its reference) before ``taken_before``
+        and has not reported on since."""
+        n = notifications
+        rows = session.execute(
+            select(n)
+            .where(
+                n.c.state == State.SENDING.value,
+                n.c.provider_ref != "",
+                n.c.updated_at <= _utc(taken_before),
+            )
+            .order_by(n.c.updated_at, n.c.seq)
+            .limit(limit)
+        )
+        return [_to_domain(row._mapping) for row in rows]
+
     def by_provider_ref(
         self, session: Session, provider: str, provider_ref: str
     ) -> Notification | None:

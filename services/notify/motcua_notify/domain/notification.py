@@ -407,6 +407,19 @@ def _temporary(
     )
 
 
+def after_receipt_timeout(notification: Notification, hours: float) -> Change | None:
+    """The change when a provider took a message and never sent its delivery receipt.
+
+    Given up as failed, not resent: the message may well have arrived, and a second copy is
+    worse than an honest "not confirmed". None when there is nothing to time out.
+    """
+    if notification.state is not State.SENDING or not notification.provider_ref:
+        return None
+    moves: tuple[Move, ...] = (Move.FAIL_PERMANENTLY,)
+    detail = f"no delivery receipt from {notification.provider} within {hours:g} h"
+    return Change(moves, _walk(notification.state, moves), detail, publish=(Published.FAILED,))
+
+
 class ReceiptStatus(StrEnum):
     """What a provider's delivery receipt reports, in motcua's words."""
 
