@@ -177,11 +177,17 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(str(p) for p in loc) or "request"
 
 
-def field_with_nul(message: Message, prefix: str = "") -> str | None:
-    """The path of the first string field holding a NUL character, if any.
+# The range google.protobuf.Timestamp allows (0001-01-01 .. 9999-12-31), as its spec says.
+_TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+_TIMESTAMP = "google.protobuf.Timestamp"
 
-    No motcua text may contain NUL: PostgreSQL cannot store it, and no citizen types it.
-    Checking at the edge keeps every service from failing deep inside a transaction.
+
+def malformed_field(message: Message, prefix: str = "") -> tuple[str, str] | None:
+    """(path, reason) of the first field no handler should meet, if any.
+
+    Checked at the edge so every service is spared failing deep inside a transaction:
+    text holding NUL (PostgreSQL cannot store it, and no citizen types it), and a Timestamp
+    outside its documented range (Python cannot turn it into a datetime).
     """
     for field, value in message.ListFields():
         if field.type not in (field.TYPE_MESSAGE, field.TYPE_STRING):
@@ -193,12 +199,17 @@ def field_with_nul(message: Message, prefix: str = "") -> str | None:
             continue  # maps carry no citizen text in motcua's contracts
         for i, item in enumerate(items):
             path = f"{prefix}{field.name}[{i}]" if repeated else f"{prefix}{field.name}"
-            if field.type == field.TYPE_MESSAGE:
-                found = field_with_nul(item, path + ".")
+            if field.type == field.TYPE_STRING:
+                if "\x00" in item:
+                    return path, "must not contain NUL characters"
+            elif entry is not None and entry.full_name == _TIMESTAMP:
+                low, high = _TIMESTAMP_SECONDS
+                if not (low <= item.seconds <= high and 0 <= item.nanos <= 999_999_999):
+                    return path, "is not a valid timestamp (years 1-9999, nanos 0-999999999)"
+            else:
+                found = malformed_field(item, path + ".")
                 if found:
                     return found
-            elif "\x00" in item:
-                return path
     return None
 
 
@@ -211,9 +222,9 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
         def mapped(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                bad = field_with_nul(request) if isinstance(request, Message) else None
+                bad = malformed_field(request) if isinstance(request, Message) else None
                 if bad:
-                    raise errors.InvalidArgument(bad, "must not contain NUL characters")
+                    raise errors.InvalidArgument(*bad)
                 return behaviour(request, context)
             except errors.InvalidArgument as exc:
                 _abort_invalid(context, [(exc.field, exc.reason)])
