@@ -7,12 +7,12 @@ Run from the repository root: ``python -m motcua_dossier.tools.draw_workflows``;
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from motcua_dossier.domain.catalogue import Catalogue
 from motcua_dossier.domain.workflow import Workflow, render_workflow_mermaid
+from motcua_kit.generated import write_or_check
 
 ONLINE_LEVEL_NAMES = {"full": "toàn trình", "partial": "một phần"}
 
@@ -84,17 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if the page is stale")
     args = parser.parse_args(argv)
     page = render_page(Catalogue.load(args.data))
-    output: Path = args.output
-    if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else None
-        if current != page:
-            print(f"{output} is out of date; run draw_workflows", file=sys.stderr)
-            return 1
-        return 0
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(page, encoding="utf-8")
-    print(f"wrote {output}")
-    return 0
+    return write_or_check(args.output, page, check=args.check, redraw="make workflows")
 
 
 if __name__ == "__main__":

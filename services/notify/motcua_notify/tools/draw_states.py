@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from motcua_kit.generated import write_or_check
 from motcua_notify.domain.occurrence import PROVIDED_VARIABLES
 from motcua_notify.domain.states import TRANSITIONS, State
 from motcua_notify.domain.templates import TemplateCatalogue
@@ -80,18 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output is None:
         sys.stdout.write(page)
         return 0
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != page:
-            print(
-                f"{args.output} is out of date: run python -m motcua_notify.tools.draw_states "
-                f"--output {args.output}",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    args.output.write_text(page, encoding="utf-8")
-    return 0
+    return write_or_check(args.output, page, check=args.check, redraw="make notify-states")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,12 @@ it writes nothing and exits 1 when the page is out of date (for CI).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from motcua_kit.generated import write_or_check
 from motcua_payment import events
 from motcua_payment.domain.callbacks import RejectionReason
 from motcua_payment.domain.states import (
@@ -88,17 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if the page is stale")
     args = parser.parse_args(argv)
     page = render_page()
-    output: Path = args.output
-    if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else None
-        if current != page:
-            print(f"{output} is out of date; run draw_states", file=sys.stderr)
-            return 1
-        return 0
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(page, encoding="utf-8")
-    print(f"wrote {output}")
-    return 0
+    return write_or_check(args.output, page, check=args.check, redraw="make payment-states")
 
 
 if __name__ == "__main__":
