@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from google.protobuf.message import Message
 from kafka import KafkaConsumer, KafkaProducer
@@ -43,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from motcua_kit.envelope import EnvelopeError, Event, decode
 from motcua_kit.metrics import CONSUMER_LAG, DLQ_PUBLISHED, EVENTS_CONSUMED
 from motcua_kit.tracing import context_from_kafka_headers
+from motcua_kit.worker import ProducingWorker
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
-class ConsumerRunner:
+class ConsumerRunner(ProducingWorker):
     """Consumes topics for one consumer group and dispatches to handlers, in a thread."""
 
     def __init__(
@@ -105,6 +105,7 @@ class ConsumerRunner:
         max_attempts: int = 3,
         retry_backoff: float = 0.2,
     ) -> None:
+        super().__init__(f"consumer-{group_id}", producer_factory)
         self.service = service
         self.group_id = group_id
         self._handlers: dict[tuple[str, str], Handler] = {}
@@ -114,12 +115,8 @@ class ConsumerRunner:
         self._sessions = sessions
         self._inbox = inbox
         self._consumer_factory = consumer_factory
-        self._producer_factory = producer_factory
-        self._producer: KafkaProducer | None = None
         self._max_attempts = max_attempts
         self._backoff = retry_backoff
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._tracer = trace.get_tracer(f"motcua.{service}.consumer")
         self.assigned = threading.Event()
         self._lag_reported: set[TopicPartition] = set()
@@ -231,8 +228,7 @@ class ConsumerRunner:
             ("motcua_consumer_group", self.group_id.encode()),
             ("motcua_failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        producer = self._producer or self._producer_factory()
-        self._producer = producer
+        producer = self._ensure_producer()
         producer.send(
             dlq_topic(record.topic), key=record.key, value=record.value, headers=headers
         ).get(timeout=30)
@@ -298,25 +294,3 @@ class ConsumerRunner:
                 CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
                     max(high - position, 0)
                 )
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.run, name=f"consumer-{self.group_id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the record in hand, commit what was processed, leave the group, flush DLQ."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._producer is not None:
-            self._producer.flush(timeout=timeout)
-            self._producer.close(timeout=timeout)
-            self._producer = None
-
-    def __enter__(self) -> ConsumerRunner:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

@@ -11,11 +11,9 @@ which keeps one dossier's events in order even with several replicas.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from kafka import KafkaProducer
 from sqlalchemy import (
@@ -44,6 +42,7 @@ from motcua_kit.metrics import (
     OUTBOX_PUBLISHED,
 )
 from motcua_kit.tracing import current_traceparent
+from motcua_kit.worker import ProducingWorker
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class OutboxRelay:
+class OutboxRelay(ProducingWorker):
     """Publishes unsent outbox rows to Kafka in id order, in a background thread."""
 
     def __init__(
@@ -117,16 +116,13 @@ class OutboxRelay:
         batch_size: int = 200,
         send_timeout: float = 15.0,
     ) -> None:
+        super().__init__("outbox-relay", producer_factory)
         self._service = service
         self._sessions = sessions
         self._table = table
-        self._producer_factory = producer_factory
-        self._producer: KafkaProducer | None = None
         self._poll = poll_seconds
         self._batch = batch_size
         self._send_timeout = send_timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_gauge = 0.0
         self.published = 0
 
@@ -157,8 +153,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            producer = self._producer or self._producer_factory()
-            self._producer = producer
+            producer = self._ensure_producer()
             futures = []
             for row in rows:
                 record = encode(
@@ -233,23 +228,3 @@ class OutboxRelay:
                 producer.close(timeout=0)
             except Exception:  # closing a broken producer may itself fail
                 log.debug("closing producer failed", exc_info=True)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the batch in flight, flush, close the producer."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._producer is not None:
-            self._producer.flush(timeout=timeout)
-            self._producer.close(timeout=timeout)
-            self._producer = None
-
-    def __enter__(self) -> OutboxRelay:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
