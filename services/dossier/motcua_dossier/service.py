@@ -18,7 +18,6 @@ from typing import ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -60,6 +59,7 @@ from motcua_kit.errors import (
     PermissionDenied,
 )
 from motcua_kit.grpc_server import Registration
+from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,6 @@ def _catalogue(ctx: ServiceContext) -> Catalogue:
 def _calendar(ctx: ServiceContext) -> WorkingCalendar:
     assert isinstance(ctx.settings, DossierSettings)
     return WorkingCalendar.load(ctx.settings.reference_data_dir, timezone=ctx.settings.timezone)
-
-
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 @dataclass(frozen=True)
@@ -401,7 +395,7 @@ class DossierService(Service):
                     agency_code=actor.agency_code,
                 ),
                 comment=done.comment,
-                occurred_at=_ts(now),
+                occurred_at=timestamp(now),
             ),
             now,
         )

@@ -41,6 +41,7 @@ from motcua_kit.db import transaction
 from motcua_kit.envelope import Event
 from motcua_kit.errors import InvalidArgument, NotFound, PermissionDenied
 from motcua_kit.grpc_server import Registration
+from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 from motcua_kit.tracing import context_from_headers, current_traceparent
 from motcua_notify import events
@@ -50,7 +51,7 @@ from motcua_notify.adapters.channels.email import SmtpEmail
 from motcua_notify.adapters.channels.sms import FailoverSms, HttpSmsProvider, SmsProvider
 from motcua_notify.adapters.channels.webhook import SignedWebhooks
 from motcua_notify.adapters.channels.zalo import ZaloApi
-from motcua_notify.adapters.grpc_api import NotifyApi, summary_of, timestamp
+from motcua_notify.adapters.grpc_api import NotifyApi, summary_of
 from motcua_notify.adapters.inbound import (
     dossier_extra,
     dossier_of,

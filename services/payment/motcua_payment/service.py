@@ -41,6 +41,7 @@ from motcua_kit.errors import (
     Refusal,
 )
 from motcua_kit.grpc_server import Registration
+from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 from motcua_kit.tracing import tracer
 from motcua_payment import events
@@ -55,7 +56,6 @@ from motcua_payment.adapters.grpc_api import (
     actor_to_proto,
     payment_to_proto,
     refund_to_proto,
-    timestamp,
 )
 from motcua_payment.domain.callbacks import (
     CallbackRejected,

@@ -8,12 +8,11 @@ services; signing a head on demand is for admins and services.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 import grpc
 from cryptography.hazmat.primitives import serialization
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from motcua.audit.v1 import audit_pb2, audit_pb2_grpc
 from motcua.common.v1 import common_pb2
@@ -24,6 +23,7 @@ from motcua_audit.domain.merkle import HASH_SIZE
 from motcua_audit.domain.tree_head import SignedTreeHead, public_key_to_pem
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument, PermissionDenied
+from motcua_kit.proto import timestamp
 
 if TYPE_CHECKING:
     from motcua_audit.service import AuditService
@@ -39,12 +39,6 @@ _ROLE = {
     Role.ADMIN: common_pb2.ROLE_ADMIN,
     Role.SERVICE: common_pb2.ROLE_SERVICE,
 }
-
-
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def head_to_proto(signed: SignedTreeHead) -> audit_pb2.SignedTreeHead:
@@ -68,10 +62,10 @@ def entry_to_proto(
         event_id=e.event_id,
         event_type=e.event_type,
         event_source=e.event_source,
-        event_time=_ts(e.event_time),
+        event_time=timestamp(e.event_time),
         dossier_code=e.dossier_code,
         payload_sha256=e.payload_sha256.hex(),
-        recorded_at=_ts(e.recorded_at),
+        recorded_at=timestamp(e.recorded_at),
         topic=e.topic,
         kind=_KIND[e.kind],
         actor=common_pb2.Actor(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
@@ -22,6 +20,7 @@ from motcua_dossier.domain.dossier import (
 )
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument
+from motcua_kit.proto import timestamp
 
 if TYPE_CHECKING:
     from motcua_dossier.service import DossierService
@@ -32,12 +31,6 @@ _ROLE = {
     "admin": common_pb2.ROLE_ADMIN,
     "service": common_pb2.ROLE_SERVICE,
 }
-
-
-def _timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def role_to_proto(role: str) -> common_pb2.Role.ValueType:
@@ -70,7 +63,7 @@ def dossier_to_proto(d: Dossier) -> dossier_pb2.Dossier:
         channel=int(d.channel),
         status=int(d.status),
         version=d.version,
-        submitted_at=_timestamp(d.submitted_at),
+        submitted_at=timestamp(d.submitted_at),
         appointment_date=d.appointment_date.isoformat(),
         submitted_by=common_pb2.Actor(
             subject=d.submitted_by.subject,
@@ -81,9 +74,9 @@ def dossier_to_proto(d: Dossier) -> dossier_pb2.Dossier:
     if d.fee_vnd is not None:
         msg.fee_vnd = d.fee_vnd
     if d.received_at is not None:
-        msg.received_at.CopyFrom(_timestamp(d.received_at))
+        msg.received_at.CopyFrom(timestamp(d.received_at))
     if d.completed_at is not None:
-        msg.completed_at.CopyFrom(_timestamp(d.completed_at))
+        msg.completed_at.CopyFrom(timestamp(d.completed_at))
     if d.original_appointment_date is not None:
         msg.original_appointment_date = d.original_appointment_date.isoformat()
     msg.overdue = d.overdue

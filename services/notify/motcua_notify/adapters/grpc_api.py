@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from motcua.notify.v1 import events_pb2, notify_pb2, notify_pb2_grpc
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument
+from motcua_kit.proto import timestamp
 from motcua_notify.domain.notification import HistoryEntry, Notification
 from motcua_notify.domain.states import Channel, State
 
@@ -32,12 +32,6 @@ STATE_TO_PROTO = {
     State.PERMANENT_FAILURE: notify_pb2.DELIVERY_STATUS_PERMANENT_FAILURE,
     State.TECHNICAL_FAILURE: notify_pb2.DELIVERY_STATUS_TECHNICAL_FAILURE,
 }
-
-
-def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def notification_to_proto(n: Notification) -> notify_pb2.Notification:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from motcua.common.v1 import common_pb2
 from motcua.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
 from motcua_kit.auth import current_principal
+from motcua_kit.proto import timestamp
 from motcua_payment.domain.payment import (
     Actor,
     Origin,
@@ -52,12 +51,6 @@ ORIGIN_TO_PROTO = {
     Origin.RECONCILIATION: events_pb2.ORIGIN_RECONCILIATION,
     Origin.EXPIRY: events_pb2.ORIGIN_EXPIRY,
 }
-
-
-def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def actor_to_proto(actor: Actor) -> common_pb2.Actor:
