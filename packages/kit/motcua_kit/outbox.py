@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from motcua_kit.db import aware
 from motcua_kit.envelope import Event, encode
 from motcua_kit.metrics import (
     OUTBOX_BACKLOG,
@@ -98,10 +99,6 @@ class Outbox:
         )
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class OutboxRelay(ProducingWorker):
     """Publishes unsent outbox rows to Kafka in id order, in a background thread."""
 
@@ -162,7 +159,7 @@ class OutboxRelay(ProducingWorker):
                         source=row.source,
                         type=row.event_type,
                         subject=row.event_key,
-                        time=_aware(row.event_time),
+                        time=aware(row.event_time),
                         data=row.payload,
                         trace_headers=row.trace_headers or {},
                     )
@@ -192,7 +189,7 @@ class OutboxRelay(ProducingWorker):
             count, oldest = session.execute(
                 select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
             ).one()
-        age = (datetime.now(UTC) - _aware(oldest)).total_seconds() if oldest else 0.0
+        age = (datetime.now(UTC) - aware(oldest)).total_seconds() if oldest else 0.0
         return int(count), max(age, 0.0)
 
     def _update_gauges(self) -> None:

@@ -58,7 +58,7 @@ from motcua_audit.metrics import (
 )
 from motcua_audit.settings import AuditSettings
 from motcua_kit.auth import Principal
-from motcua_kit.db import transaction
+from motcua_kit.db import aware, transaction
 from motcua_kit.envelope import Event
 from motcua_kit.errors import AlreadyExists, InvalidArgument, NotFound
 from motcua_kit.grpc_server import Registration
@@ -83,10 +83,6 @@ def actor_of_event(event: Event, message: Message | None) -> Actor:
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ class AuditService(Service):
             event_source=event.source,
             event_type=event.type,
             event_subject=event.subject,
-            event_time=_aware(event.time),
+            event_time=aware(event.time),
             topic=topic,
             actor=actor_of_event(event, message),
             dossier_code=event.subject,
@@ -240,7 +236,7 @@ class AuditService(Service):
                 event_source=source,
                 event_type=events.ACCESS_TYPE,
                 event_subject=record.dossier_code,
-                event_time=_aware(record.accessed_at or now),
+                event_time=aware(record.accessed_at or now),
                 topic="",
                 actor=actor,
                 dossier_code=record.dossier_code,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -107,10 +106,6 @@ inbox = inbox_table(metadata)
 _ADVISORY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"motcua.audit.log.append").digest()[:8], "big", signed=True
 )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class SqlNodeStore:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +38,7 @@ from motcua_dossier.domain.dossier import (
     Status,
 )
 from motcua_kit.consumer import inbox_table
+from motcua_kit.db import aware
 from motcua_kit.outbox import outbox_table
 
 metadata = MetaData()
@@ -115,10 +116,6 @@ class StatisticsQuery:
 
 
 _LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class DossierRepository:
@@ -273,9 +270,6 @@ class DossierRepository:
 
     @staticmethod
     def _to_domain(row: Any) -> Dossier:
-        def aware(value: datetime | None) -> datetime | None:
-            return _aware(value) if value is not None else None
-
         return Dossier(
             code=row["code"],
             procedure_code=row["procedure_code"],
@@ -291,7 +285,7 @@ class DossierRepository:
             channel=Channel(row["channel"]),
             status=Status(row["status"]),
             version=row["version"],
-            submitted_at=_aware(row["submitted_at"]),
+            submitted_at=aware(row["submitted_at"]),
             appointment_date=row["appointment_date"],
             fee_vnd=row["fee_vnd"],
             submitted_by=Actor(

@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from motcua_kit.consumer import inbox_table
+from motcua_kit.db import aware
 from motcua_kit.outbox import outbox_table
 from motcua_notify.domain.notification import (
     Contact,
@@ -133,12 +134,6 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 _DETAIL = 1000
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -271,8 +266,7 @@ class NotificationRepository:
             select(h).where(h.c.notification_id == notification_id).order_by(h.c.seq)
         ).all()
         return [
-            HistoryEntry(State(r.state), _aware(r.at), r.attempt, r.provider, r.detail)  # type: ignore[arg-type]
-            for r in rows
+            HistoryEntry(State(r.state), aware(r.at), r.attempt, r.provider, r.detail) for r in rows
         ]
 
     def by_event(self, session: Session, event_id: str) -> list[Notification]:
@@ -329,7 +323,7 @@ class NotificationRepository:
             .where(n.c.state.in_([State.CREATED.value, State.TEMPORARY_FAILURE.value]))
             .group_by(n.c.channel)
         ).all()
-        return {Channel(ch): _aware(at) for ch, at in rows if at is not None}  # type: ignore[misc]
+        return {Channel(ch): aware(at) for ch, at in rows if at is not None}
 
     def claim(
         self,
@@ -468,7 +462,7 @@ class NotificationRepository:
                 opt_outs.c.citizen_id == citizen_id
             )
         ).all()
-        return {Channel(ch): _aware(at) for ch, at in rows}  # type: ignore[misc]
+        return {Channel(ch): aware(at) for ch, at in rows}
 
     def set_opt_out(
         self, session: Session, citizen_id: str, channel: Channel, opted_out: bool, now: datetime
@@ -543,9 +537,9 @@ def _to_domain(row: Any) -> Notification:
         reference=row["reference"],
         provider=row["provider"],
         provider_ref=row["provider_ref"],
-        created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
-        updated_at=_aware(row["updated_at"]),  # type: ignore[arg-type]
-        next_attempt_at=_aware(row["next_attempt_at"]),
+        created_at=aware(row["created_at"]),
+        updated_at=aware(row["updated_at"]),
+        next_attempt_at=aware(row["next_attempt_at"]),
         detail=row["detail"],
         trace_headers=dict(row["trace_headers"] or {}),
     )

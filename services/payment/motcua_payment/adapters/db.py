@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from motcua_kit.consumer import inbox_table
+from motcua_kit.db import aware
 from motcua_kit.outbox import outbox_table
 from motcua_payment.domain.payment import (
     Actor,
@@ -154,12 +155,6 @@ payment_history = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
@@ -352,7 +347,7 @@ class PaymentRepository:
         ).all()
         for row in rows:
             m = row._mapping
-            requested_at = _aware(m["requested_at"])
+            requested_at = aware(m["requested_at"])
             assert requested_at is not None
             out[m["payment_id"]].append(
                 Refund(
@@ -369,7 +364,7 @@ class PaymentRepository:
                     requested_at=requested_at,
                     gateway_transaction_id=m["gateway_transaction_id"],
                     failure_code=m["failure_code"],
-                    settled_at=_aware(m["settled_at"]),
+                    settled_at=aware(m["settled_at"]),
                 )
             )
         return out
@@ -464,11 +459,11 @@ class PaymentRepository:
     # -- mapping -----------------------------------------------------------------------------
     @staticmethod
     def _to_domain(m: Any, found: dict[str, list[Refund]]) -> Payment:
-        created_at, expires_at = _aware(m["created_at"]), _aware(m["expires_at"])
+        created_at, expires_at = aware(m["created_at"]), aware(m["expires_at"])
         assert created_at is not None and expires_at is not None
         receipt = None
         if m["receipt_number"]:
-            issued = _aware(m["receipt_issued_at"])
+            issued = aware(m["receipt_issued_at"])
             assert issued is not None
             receipt = Receipt(m["receipt_number"], issued)
         return Payment(
@@ -490,6 +485,6 @@ class PaymentRepository:
             gateway_transaction_id=m["gateway_transaction_id"],
             failure_code=m["failure_code"],
             receipt=receipt,
-            settled_at=_aware(m["settled_at"]),
+            settled_at=aware(m["settled_at"]),
             refunds=tuple(found.get(m["id"], [])),
         )
