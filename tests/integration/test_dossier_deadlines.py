@@ -7,7 +7,7 @@ the clock is replaced — the one-line dependency override the kit offers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -110,4 +110,25 @@ def test_overdue_scanner_run_twice_emits_one_event_per_dossier(
     assert late.overdue and late.status == Status.RECEIVED
     assert late.original_appointment_date == date(2026, 12, 22)
     assert late.appointment_date == date(2026, 12, 29)  # Thu 24 + 3 working days
+    host.engine.dispose()
+
+
+def test_statistics_count_a_dossier_under_its_local_day_of_receipt(
+    database: Callable[[str], str],
+) -> None:
+    """Received at 00:30 in Vietnam is 17:30 UTC the day before: it counts for the local day,
+    on SQLite (which drops zones) as on PostgreSQL. The service's clock runs in UTC."""
+    clock = Clock(datetime(2026, 11, 30, 17, 0, tzinfo=UTC))
+    host = _host(database("dossier"), clock)
+    service = host.service
+    assert isinstance(service, DossierService)
+    code = _submit(service, "k-midnight")
+    clock.now = datetime(2026, 11, 30, 17, 30, tzinfo=UTC)  # 1 Dec 2026, 00:30 in Hà Nội
+    service.transition(OFFICER, code, "receive", "", 1)
+
+    def received(day: str) -> int:
+        return service.statistics(OFFICER, "", "", day, day).received
+
+    assert received("2026-12-01") == 1
+    assert received("2026-11-30") == 0
     host.engine.dispose()

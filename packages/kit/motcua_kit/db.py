@@ -32,6 +32,15 @@ def aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def utc(value: datetime) -> datetime:
+    """A datetime as it is written or compared in SQL: UTC.
+
+    SQLite keeps an aware value's wall-clock digits and drops its zone, so a bound in local
+    time (Asia/Ho_Chi_Minh) would be compared with stored UTC digits seven hours off.
+    """
+    return value.astimezone(UTC) if value.tzinfo else value
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned for the dialect: SQLite gets WAL, a busy timeout and real transactions."""
     if url.startswith("sqlite"):

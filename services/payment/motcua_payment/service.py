@@ -291,6 +291,10 @@ class PaymentService(Service):
         for attempt in (1, 2):
             try:
                 with transaction(self.context.sessions) as session:
+                    # Lock the dossier's payments first, then look for the key: a concurrent
+                    # create with the same key that committed meanwhile is then seen and
+                    # replayed, not mistaken for another open payment of the dossier.
+                    existing = self.repository.for_dossier(session, request.dossier_code, lock=True)
                     earlier = self.repository.by_scope(session, scope)
                     if earlier is not None:
                         payment, earlier_fingerprint = earlier
@@ -300,7 +304,6 @@ class PaymentService(Service):
                                 f"request (payment {payment.id}); use a new key for a new payment"
                             )
                         return payment, True
-                    existing = self.repository.for_dossier(session, request.dossier_code, lock=True)
                     self._check_dossier(principal, request, existing)
                     payment = self._create(
                         session,

@@ -38,7 +38,7 @@ from motcua_dossier.domain.dossier import (
     Status,
 )
 from motcua_kit.consumer import inbox_table
-from motcua_kit.db import aware
+from motcua_kit.db import aware, utc
 from motcua_kit.outbox import outbox_table
 
 metadata = MetaData()
@@ -156,7 +156,7 @@ class DossierRepository:
                 applicant_email=a.email,
                 applicant_address=a.address,
                 channel=int(dossier.channel),
-                submitted_at=dossier.submitted_at,
+                submitted_at=utc(dossier.submitted_at),
                 fee_vnd=dossier.fee_vnd,
                 submitted_by_subject=dossier.submitted_by.subject,
                 submitted_by_role=dossier.submitted_by.role,
@@ -184,11 +184,11 @@ class DossierRepository:
                 for doc in d.documents
             ],
             "appointment_date": d.appointment_date,
-            "received_at": d.received_at,
-            "completed_at": d.completed_at,
+            "received_at": utc(d.received_at) if d.received_at else None,
+            "completed_at": utc(d.completed_at) if d.completed_at else None,
             "original_appointment_date": d.original_appointment_date,
             "overdue": d.overdue,
-            "paused_since": d.paused_since,
+            "paused_since": utc(d.paused_since) if d.paused_since else None,
             "due_soon_notified": d.due_soon_notified,
             "overdue_notified": d.overdue_notified,
         }
@@ -255,9 +255,9 @@ class DossierRepository:
         if query.procedure_code:
             stmt = stmt.where(c.procedure_code == query.procedure_code)
         if query.received_from is not None:
-            stmt = stmt.where(c.received_at >= query.received_from)
+            stmt = stmt.where(c.received_at >= utc(query.received_from))
         if query.received_before is not None:
-            stmt = stmt.where(c.received_at < query.received_before)
+            stmt = stmt.where(c.received_at < utc(query.received_before))
         return [self._to_domain(r._mapping) for r in session.execute(stmt).all()]
 
     def count_by_state(self, session: Session) -> list[tuple[str, int, int]]:
