@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,23 +136,9 @@ def _column(url: str, sql: str) -> list:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def drill_kafka() -> Iterator[Kafka]:
-    """A broker of the drill's own: its tens of thousands of records and its restarts stay
-    away from the session broker the other tests read from the beginning."""
-    state = Path(tempfile.mkdtemp(prefix="motcua-drill-kafka-"))
-    broker = Kafka(state_dir=state)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
-
-
 @pytest.mark.timeout(1800)  # 2,000 dossiers through four services under fire take minutes
 def test_fault_drill(
-    drill_kafka: Kafka,
+    own_kafka: Kafka,
     postgres: Postgres,
     signing_keys: tuple[bytes, Path],
     token: Callable[..., str],
@@ -177,7 +161,7 @@ def test_fault_drill(
             "RECONCILE_AFTER_SECONDS": "2",
         },
     }
-    kafka = drill_kafka
+    kafka = own_kafka  # its ~40,000 records and its restarts stay off the shared broker
     with running_suite(kafka, postgres, signing_keys, token, tmp_path, extra) as suite:
         finished: list[str] = []  # list.append is atomic: the walkers' progress counter
 
