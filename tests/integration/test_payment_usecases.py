@@ -33,13 +33,14 @@ from motcua_kit.errors import (
 from motcua_kit.service import ServiceHost
 from motcua_payment import events
 from motcua_payment.adapters import db
-from motcua_payment.domain.payment import Payer, Payment, PaymentRequest, new_id
+from motcua_payment.domain.fees import DossierFee, FeeState, PaymentOrder
+from motcua_payment.domain.payment import Payer, Payment, new_id
 from motcua_payment.domain.states import PaymentState, RefundState
 from motcua_payment.sandbox import Merchant, SandboxGateway
 from motcua_payment.sandbox.client import SandboxClient
 from motcua_payment.service import PaymentService
 from motcua_payment.settings import PaymentSettings
-from motcua_payment.testing import payment_requested_event, signed_notification
+from motcua_payment.testing import dossier_event, payment_requested_event, signed_notification
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +85,17 @@ class World:
         agency: str = "SXD",
         principal: Principal = SERVICE,
     ) -> Payment:
-        request = fee(code, amount, agency)
-        payment, _ = self.service.create_payment(principal, request, key or new_id())
+        self.open_fee(code, amount, agency)
+        payment, _ = self.service.create_payment(principal, fee(code), key or new_id())
         return payment
+
+    def open_fee(
+        self, code: str = "SXD-260316-0001", amount: int = 150_000, agency: str = "SXD"
+    ) -> None:
+        """What the dossier's payment_requested event leaves behind: an open fee request."""
+        fact = DossierFee(code, agency, "TEST-1", PAYER, FeeState.OPEN, amount, "event-1")
+        with self.host.sessions() as session, session.begin():
+            self.service.repository.save_fee(session, fact, self.clock())
 
     def ipn(self, query: str) -> dict[str, Any]:
         return httpx.get(f"{self.callback_url}/payment/sandbox/ipn?{query}", timeout=30).json()
@@ -125,16 +134,12 @@ class World:
             return self.service.repository.history(session, payment_id)
 
 
-def fee(
-    code: str = "SXD-260316-0001", amount: int = 150_000, agency: str = "SXD"
-) -> PaymentRequest:
-    return PaymentRequest.validated(
-        dossier_code=code,
-        agency_code=agency,
-        amount_vnd=amount,
-        description="",
-        payer=Payer.validated("Nguyễn Thị Thu Hà", CITIZEN_ID, "0905123456", "thuha@example.vn"),
-    )
+PAYER = Payer.validated("Nguyễn Thị Thu Hà", CITIZEN_ID, "0905123456", "thuha@example.vn")
+
+
+def fee(code: str = "SXD-260316-0001", amount: int = 0, agency: str = "") -> PaymentOrder:
+    """What a caller sends: the dossier, and (optionally) what it believes the fee is."""
+    return PaymentOrder.validated(dossier_code=code, agency_code=agency, amount_vnd=amount)
 
 
 def rejections(reason: str) -> float:
@@ -169,7 +174,9 @@ def world(database) -> Iterator[World]:
     service.start_callbacks()
     client = SandboxClient(sandbox.url)
     try:
-        yield World(service, host, sandbox, client, clock, callback_url)
+        world = World(service, host, sandbox, client, clock, callback_url)
+        world.open_fee()  # SXD-260316-0001, 150.000 ₫
+        yield world
     finally:
         client.close()
         service.stop_callbacks()
@@ -260,7 +267,7 @@ def test_a_fee_bearing_dossier_gets_one_payment_a_free_one_none(world: World) ->
 def test_an_unusable_event_is_poison(world: World) -> None:
     with pytest.raises(PermanentError, match="citizen_id"):
         handle(world, payment_requested_event("SXD-260316-0010", "SXD", 1_000, citizen_id="1"))
-    with pytest.raises(PermanentError, match="amount_vnd"):
+    with pytest.raises(PermanentError, match="dossier.fee_vnd"):
         handle(world, payment_requested_event("SXD-260316-0011", "SXD", -5))
     assert world.count(db.payments) == 0
 
@@ -546,9 +553,10 @@ def test_authorisation(world: World) -> None:
         with pytest.raises(NotFound):
             world.service.get_payment(outsider, payment.id)
         assert world.service.list_payments(outsider, payment.dossier_code) == []
+    world.open_fee("SXD-260316-0002")
     with pytest.raises(PermissionDenied):
         world.service.create_payment(OTHER_OFFICER, fee("SXD-260316-0002"), "k")
-    with pytest.raises(PermissionDenied):  # a citizen cannot invent a fee
+    with pytest.raises(NotFound):  # a citizen cannot invent a fee
         world.service.create_payment(CITIZEN, fee("SXD-260316-0003"), "k")
     world.client.pay(payment.redirect_url, "fail")
     with pytest.raises(InvalidArgument) as err:  # ... but may pay again, the same fee
@@ -578,3 +586,88 @@ def test_migrations_create_exactly_the_tables_the_code_uses(world: World) -> Non
             )
         ]
     assert diff == []
+
+
+# -- a payment is bound to the dossier's own fee request (issue 14) ----------------------------
+def dossier_says(world: World, event_type: str, code: str, fee_vnd: int | None = None) -> None:
+    """The dossier service's event, handled as the consumer runner would."""
+    event = dossier_event(event_type, code, code.split("-")[0], fee_vnd)
+    handler = world.service.handlers()
+    [target] = [h for h in handler if h.event_type == event_type]
+    message = event.parse(target.message_type) if target.message_type else None
+    with world.host.sessions() as session, session.begin():
+        target.fn(event, message, session)
+
+
+def test_no_fact_no_payment_unknown_dossier_not_found_unrequested_fee_refused(
+    world: World,
+) -> None:
+    with pytest.raises(NotFound, match="STP-991231-5977"):
+        world.service.create_payment(ADMIN, fee("STP-991231-5977", 5_000_000, "STP"), "k1")
+    dossier_says(world, events.DOSSIER_SUBMITTED, "STP-260316-0001")
+    with pytest.raises(FailedPrecondition, match="no open fee request"):
+        world.service.create_payment(ADMIN, fee("STP-260316-0001"), "k2")
+    assert world.count(db.payments) == 0 and world.count(db.outbox) == 0
+
+
+def test_amount_agency_and_payer_come_from_the_fee_request_never_from_the_caller(
+    world: World,
+) -> None:
+    dossier_says(world, events.DOSSIER_SUBMITTED, "PHAICHAU-260316-0001")
+    dossier_says(world, events.DOSSIER_PAYMENT_REQUESTED, "PHAICHAU-260316-0001", 2_000)
+    [auto] = world.service.list_payments(ADMIN, "PHAICHAU-260316-0001")
+    assert auto.amount_vnd == 2_000 and auto.agency_code == "PHAICHAU"
+    code = "PHAICHAU-260316-0001"
+    stp_officer = Principal("officer-stp", frozenset({"officer"}), agency_code="STP")
+    with pytest.raises(PermissionDenied, match="agency PHAICHAU"):
+        world.service.create_payment(stp_officer, fee(code, 1, "STP"), "k1")
+    with pytest.raises(NotFound):
+        world.service.cancel_payment(stp_officer, auto.id, "abuse")
+    with pytest.raises(InvalidArgument) as err:
+        world.service.create_payment(ADMIN, fee(code, 0, "STP"), "k2")
+    assert err.value.field == "agency_code"
+    world.service.cancel_payment(ADMIN, auto.id, "the citizen asked")
+    with pytest.raises(InvalidArgument) as err:  # cancel-and-recreate cannot lower the fee
+        world.service.create_payment(ADMIN, fee(code, 1), "k3")
+    assert err.value.field == "amount_vnd" and "2.000" in err.value.reason
+    with pytest.raises(InvalidArgument) as err:
+        world.service.create_payment(
+            ADMIN, PaymentOrder.validated(dossier_code=code, payer_citizen_id="079203009999"), "k4"
+        )
+    assert err.value.field == "payer.citizen_id"
+    again, _ = world.service.create_payment(ADMIN, fee(code), "k5")  # no amount: the fee's
+    assert (again.amount_vnd, again.agency_code) == (2_000, "PHAICHAU")
+    assert again.payer.citizen_id == CITIZEN_ID
+    assert [p.amount_vnd for p in world.service.list_payments(ADMIN, code)] == [2_000, 2_000]
+
+
+@pytest.mark.parametrize(
+    "leaving", [events.DOSSIER_PAID, events.DOSSIER_WITHDRAWN, events.DOSSIER_STOPPED]
+)
+def test_a_dossier_that_left_payment_required_takes_no_more_payments(
+    world: World, leaving: str
+) -> None:
+    code = "SXD-260316-0042"
+    dossier_says(world, events.DOSSIER_PAYMENT_REQUESTED, code, 8_000)
+    [auto] = world.service.list_payments(ADMIN, code)
+    world.service.cancel_payment(ADMIN, auto.id, "r")
+    dossier_says(world, leaving, code)
+    with pytest.raises(FailedPrecondition, match="no open fee request"):
+        world.service.create_payment(CITIZEN, fee(code), "k")
+    # Asked again later (a workflow may ask twice): open again, for the amount asked.
+    dossier_says(world, events.DOSSIER_PAYMENT_REQUESTED, code, 8_000)
+    assert [p.state for p in world.service.list_payments(ADMIN, code)] == [
+        PaymentState.CANCELLED,
+        PaymentState.PENDING,
+    ]
+
+
+def test_a_citizen_pays_only_their_own_dossiers_fee(world: World) -> None:
+    code = "SXD-260316-0043"
+    dossier_says(world, events.DOSSIER_PAYMENT_REQUESTED, code, 8_000)
+    [auto] = world.service.list_payments(ADMIN, code)
+    world.service.cancel_payment(ADMIN, auto.id, "r")
+    with pytest.raises(PermissionDenied):
+        world.service.create_payment(OTHER_CITIZEN, fee(code), "k")
+    mine, _ = world.service.create_payment(CITIZEN, fee(code), "k")
+    assert mine.amount_vnd == 8_000

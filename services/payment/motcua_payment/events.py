@@ -2,7 +2,8 @@
 
 Spelled once, used everywhere. Published payloads are ``motcua.payment.v1.PaymentEvent``
 (protos/motcua/payment/v1/events.proto), key = dossier code. Consumed: the dossier service's
-``payment_requested`` (``motcua.dossier.v1.DossierStatusChanged``), named here as strings so
+``submitted``, ``payment_requested``, ``paid``, ``withdrawn`` and ``stopped`` (the facts a
+payment is bound to: ADR 0022), named here as strings so
 this service does not depend on the dossier package.
 """
 
@@ -36,4 +37,8 @@ REFUND_EVENT_TYPES: dict[RefundState, str] = {
 
 # -- consumed ---------------------------------------------------------------------------------
 DOSSIER_TOPIC = "motcua.dossier.v1"
+DOSSIER_SUBMITTED = "vn.motcua.dossier.submitted.v1"
 DOSSIER_PAYMENT_REQUESTED = "vn.motcua.dossier.payment_requested.v1"
+DOSSIER_PAID = "vn.motcua.dossier.paid.v1"
+DOSSIER_WITHDRAWN = "vn.motcua.dossier.withdrawn.v1"
+DOSSIER_STOPPED = "vn.motcua.dossier.stopped.v1"

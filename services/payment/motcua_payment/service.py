@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from motcua.dossier.v1 import dossier_pb2
 from motcua.dossier.v1 import events_pb2 as dossier_events_pb2
 from motcua.payment.v1 import events_pb2, payment_pb2_grpc
 from motcua_kit.auth import Principal
@@ -37,7 +38,6 @@ from motcua_kit.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Refusal,
 )
 from motcua_kit.grpc_server import Registration
@@ -66,6 +66,13 @@ from motcua_payment.domain.callbacks import (
     check_matches,
     settling_trigger,
 )
+from motcua_payment.domain.fees import (
+    DossierFee,
+    FeeState,
+    PaymentOrder,
+    authorise_payment_for,
+    payment_request,
+)
 from motcua_payment.domain.payment import (
     SYSTEM,
     Actor,
@@ -79,6 +86,7 @@ from motcua_payment.domain.payment import (
     new_id,
     normalise_text,
     receipt_number,
+    validate_agency_code,
     validate_amount,
     validate_dossier_code,
     validate_idempotency_key,
@@ -148,6 +156,34 @@ def _query_pairs(query: str) -> list[tuple[str, str]]:
         )
     except ValueError as exc:
         raise CallbackRejected(RejectionReason.MALFORMED, f"unreadable query: {exc}") from None
+
+
+def _fee_of(dossier: dossier_pb2.Dossier) -> DossierFee:
+    """The fact a dossier event states: the dossier, its agency and its applicant."""
+    applicant = dossier.applicant
+    try:
+        return DossierFee(
+            dossier_code=validate_dossier_code("dossier.code", dossier.code),
+            agency_code=validate_agency_code("dossier.agency_code", dossier.agency_code),
+            procedure_code=dossier.procedure_code,
+            payer=Payer.validated(
+                applicant.full_name, applicant.citizen_id, applicant.phone, applicant.email
+            ),
+        )
+    except InvalidArgument as exc:
+        raise PermanentError(f"unusable dossier event: {exc.message}") from exc
+
+
+def _check_no_live_payment(code: str, existing: list[Payment]) -> None:
+    """One open or paid payment per dossier: a second one would take the fee twice."""
+    live = _live(existing)
+    if live is not None and live.state in OPEN_STATES:
+        raise FailedPrecondition(
+            f"dossier {code} already has an open payment {live.id}; pay or cancel it first"
+        )
+    if live is not None:
+        number = live.receipt.number if live.receipt else "-"
+        raise FailedPrecondition(f"dossier {code} is already paid (receipt {number})")
 
 
 def _live(payments: list[Payment]) -> Payment | None:
@@ -226,36 +262,60 @@ class PaymentService(Service):
         except KeyError:
             raise FailedPrecondition(f"payment gateway {name!r} is not configured") from None
 
-    # -- consuming the dossier's request -----------------------------------------------------
+    # -- what the dossier service tells ------------------------------------------------------
+    @event_handler(
+        events.DOSSIER_TOPIC, events.DOSSIER_SUBMITTED, dossier_events_pb2.DossierSubmitted
+    )
+    def on_dossier_submitted(self, event: Event, message: Message | None, session: Session) -> None:
+        """A dossier was filed: it is known from now on (its fee is asked for later, or never)."""
+        assert isinstance(message, dossier_events_pb2.DossierSubmitted)
+        if self.repository.fee(session, message.dossier.code) is None:
+            self.repository.save_fee(session, _fee_of(message.dossier), self.clock())
+
+    @event_handler(
+        events.DOSSIER_TOPIC, events.DOSSIER_PAID, dossier_events_pb2.DossierStatusChanged
+    )
+    @event_handler(
+        events.DOSSIER_TOPIC, events.DOSSIER_WITHDRAWN, dossier_events_pb2.DossierStatusChanged
+    )
+    @event_handler(
+        events.DOSSIER_TOPIC, events.DOSSIER_STOPPED, dossier_events_pb2.DossierStatusChanged
+    )
+    def on_dossier_left_payment(
+        self, event: Event, message: Message | None, session: Session
+    ) -> None:
+        """The dossier left "payment required": its fee request is closed, nothing more is paid."""
+        assert isinstance(message, dossier_events_pb2.DossierStatusChanged)
+        fee = self.repository.fee(session, message.dossier.code, lock=True)
+        if fee is not None and fee.state is FeeState.OPEN:
+            self.repository.save_fee(session, fee.closed(), self.clock())
+
     @event_handler(
         events.DOSSIER_TOPIC,
         events.DOSSIER_PAYMENT_REQUESTED,
         dossier_events_pb2.DossierStatusChanged,
     )
     def on_payment_requested(self, event: Event, message: Message | None, session: Session) -> None:
-        """The dossier reached "payment required": create a payment for its catalogue fee.
+        """The dossier reached "payment required": open its fee request and create a payment.
 
-        A dossier without a fee gets none; a dossier that already has an open or paid payment
-        gets no second one. A payload that cannot make a valid payment is dead-lettered.
+        The request's amount, agency and payer are the dossier's own, and every later payment
+        of the dossier is bound to them. A dossier without a fee gets none; a dossier that
+        already has an open or paid payment gets no second one. A payload that cannot make a
+        valid payment is dead-lettered.
         """
         assert isinstance(message, dossier_events_pb2.DossierStatusChanged)
         dossier = message.dossier
         if not dossier.HasField("fee_vnd") or dossier.fee_vnd == 0:
             log.info("dossier %s has no fee: no payment", dossier.code)
             return
-        applicant = dossier.applicant
+        self.repository.fee(session, dossier.code, lock=True)  # serialise with API creates
         try:
-            request = PaymentRequest.validated(
-                dossier_code=dossier.code,
-                agency_code=dossier.agency_code,
-                amount_vnd=dossier.fee_vnd,
-                description="",
-                payer=Payer.validated(
-                    applicant.full_name, applicant.citizen_id, applicant.phone, applicant.email
-                ),
-            )
+            known = _fee_of(dossier)
+            fee = known.requested(dossier.fee_vnd, event.id, known.payer)
+            request = payment_request(PaymentOrder(dossier.code), fee)
         except InvalidArgument as exc:
             raise PermanentError(f"unusable payment_requested event: {exc.message}") from exc
+        self.repository.save_fee(session, fee, self.clock())
         live = _live(self.repository.for_dossier(session, request.dossier_code, lock=True))
         if live is not None:
             log.info(
@@ -281,20 +341,27 @@ class PaymentService(Service):
 
     # -- API use cases -----------------------------------------------------------------------
     def create_payment(
-        self, principal: Principal, request: PaymentRequest, idempotency_key: str
+        self, principal: Principal, order: PaymentOrder, idempotency_key: str
     ) -> tuple[Payment, bool]:
-        """Create a payment; returns (payment, replayed). Idempotent on the caller's key."""
+        """Create a payment for the dossier's open fee request; returns (payment, replayed).
+
+        Idempotent on the caller's key. Amount, agency and payer are the fee request's.
+        """
         validate_idempotency_key("idempotency_key", idempotency_key)
-        self._authorise_create(principal, request)
         scope = f"{principal.subject}\x1f{idempotency_key}"
-        fingerprint = request.fingerprint()
+        fingerprint = order.fingerprint()
         for attempt in (1, 2):
             try:
                 with transaction(self.context.sessions) as session:
-                    # Lock the dossier's payments first, then look for the key: a concurrent
-                    # create with the same key that committed meanwhile is then seen and
-                    # replayed, not mistaken for another open payment of the dossier.
-                    existing = self.repository.for_dossier(session, request.dossier_code, lock=True)
+                    # The fee fact's row lock serialises creates for one dossier; the key is
+                    # looked up after it, so a concurrent create with the same key that
+                    # committed meanwhile is replayed, not taken for another open payment.
+                    fee = authorise_payment_for(
+                        principal,
+                        self.repository.fee(session, order.dossier_code, lock=True),
+                        order.dossier_code,
+                    )
+                    existing = self.repository.for_dossier(session, order.dossier_code, lock=True)
                     earlier = self.repository.by_scope(session, scope)
                     if earlier is not None:
                         payment, earlier_fingerprint = earlier
@@ -304,7 +371,8 @@ class PaymentService(Service):
                                 f"request (payment {payment.id}); use a new key for a new payment"
                             )
                         return payment, True
-                    self._check_dossier(principal, request, existing)
+                    request = payment_request(order, fee)
+                    _check_no_live_payment(request.dossier_code, existing)
                     payment = self._create(
                         session,
                         request,
@@ -878,52 +946,6 @@ class PaymentService(Service):
         )
 
     # -- who may do what ---------------------------------------------------------------------
-    @staticmethod
-    def _authorise_create(principal: Principal, request: PaymentRequest) -> None:
-        if principal.has_any("admin", "service"):
-            return
-        if "officer" in principal.roles:
-            if principal.agency_code != request.agency_code:
-                raise PermissionDenied(
-                    f"an officer of {principal.agency_code or 'no agency'} cannot request "
-                    f"payments for agency {request.agency_code}"
-                )
-            return
-        if "citizen" in principal.roles:
-            if request.payer.citizen_id != principal.citizen_id:
-                raise PermissionDenied("a citizen can pay only for their own dossiers")
-            return  # and only again, for the same fee: checked against the dossier's payments
-        raise PermissionDenied("this call needs one of the roles: citizen, officer, admin, service")
-
-    @staticmethod
-    def _check_dossier(
-        principal: Principal, request: PaymentRequest, existing: list[Payment]
-    ) -> None:
-        code = request.dossier_code
-        if existing and existing[0].agency_code != request.agency_code:
-            raise FailedPrecondition(
-                f"dossier {code} belongs to agency {existing[0].agency_code}, "
-                f"not {request.agency_code}"
-            )
-        if not principal.has_any("admin", "service", "officer"):
-            own = [p for p in existing if p.payer.citizen_id == principal.citizen_id]
-            if not own:
-                raise PermissionDenied(
-                    "a citizen can only pay again for a dossier whose fee was already requested"
-                )
-            if request.amount_vnd != own[-1].amount_vnd:
-                raise InvalidArgument(
-                    "amount_vnd", f"must be the dossier's fee, {own[-1].amount_vnd} VND"
-                )
-        live = _live(existing)
-        if live is not None and live.state in OPEN_STATES:
-            raise FailedPrecondition(
-                f"dossier {code} already has an open payment {live.id}; pay or cancel it first"
-            )
-        if live is not None:
-            number = live.receipt.number if live.receipt else "-"
-            raise FailedPrecondition(f"dossier {code} is already paid (receipt {number})")
-
     @staticmethod
     def _may_see(principal: Principal, payment: Payment) -> bool:
         if principal.has_any("admin", "service"):

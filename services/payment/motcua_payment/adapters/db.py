@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from motcua_kit.consumer import inbox_table
 from motcua_kit.db import aware
 from motcua_kit.outbox import outbox_table
+from motcua_payment.domain.fees import DossierFee, FeeState
 from motcua_payment.domain.payment import (
     Actor,
     Origin,
@@ -90,6 +91,24 @@ payments = Table(
         postgresql_where=Column("state").in_(["created", "pending"]),
         sqlite_where=Column("state").in_(["created", "pending"]),
     ),
+)
+
+#: What this service knows of each dossier, from the dossier service's own events only
+#: (submitted, payment_requested, and the moves out of "payment required"): ADR 0022.
+dossier_fees = Table(
+    "dossier_fees",
+    metadata,
+    Column("dossier_code", String(40), primary_key=True),
+    Column("agency_code", String(20), nullable=False),
+    Column("procedure_code", String(40), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("amount_vnd", BigInteger, nullable=True),
+    Column("payer_full_name", String(200), nullable=False),
+    Column("payer_citizen_id", String(12), nullable=False),
+    Column("payer_phone", String(15), nullable=False),
+    Column("payer_email", String(254), nullable=False),
+    Column("request_event_id", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 refunds = Table(
@@ -247,6 +266,50 @@ class PaymentRepository:
             return None
         found = self._refunds_of(session, [row.id])
         return self._to_domain(row._mapping, found), row.request_fingerprint
+
+    # -- dossier fees ------------------------------------------------------------------------
+    def fee(self, session: Session, code: str, *, lock: bool = False) -> DossierFee | None:
+        """The dossier's fee fact (locked: creates for one dossier are serialised on it)."""
+        query = select(dossier_fees).where(dossier_fees.c.dossier_code == code)
+        if lock:
+            query = query.with_for_update()
+        row = session.execute(query).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return DossierFee(
+            dossier_code=m["dossier_code"],
+            agency_code=m["agency_code"],
+            procedure_code=m["procedure_code"],
+            payer=Payer(
+                m["payer_full_name"], m["payer_citizen_id"], m["payer_phone"], m["payer_email"]
+            ),
+            state=FeeState(m["state"]),
+            amount_vnd=None if m["amount_vnd"] is None else int(m["amount_vnd"]),
+            request_event_id=m["request_event_id"],
+        )
+
+    def save_fee(self, session: Session, fee: DossierFee, now: datetime) -> None:
+        """Insert or replace the dossier's fee fact."""
+        values = {
+            "agency_code": fee.agency_code,
+            "procedure_code": fee.procedure_code,
+            "state": fee.state.value,
+            "amount_vnd": fee.amount_vnd,
+            "payer_full_name": fee.payer.full_name,
+            "payer_citizen_id": fee.payer.citizen_id,
+            "payer_phone": fee.payer.phone,
+            "payer_email": fee.payer.email,
+            "request_event_id": fee.request_event_id,
+            "updated_at": _utc(now),
+        }
+        dialect = session.get_bind().dialect.name
+        ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(dossier_fees)
+        session.execute(
+            ins.values(dossier_code=fee.dossier_code, **values).on_conflict_do_update(
+                index_elements=["dossier_code"], set_=values
+            )
+        )
 
     # -- the timers' work lists --------------------------------------------------------------
     def pending_since(

@@ -10,12 +10,12 @@ from motcua.common.v1 import common_pb2
 from motcua.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
 from motcua_kit.auth import current_principal
 from motcua_kit.proto import timestamp
+from motcua_payment.domain.fees import PaymentOrder
 from motcua_payment.domain.payment import (
     Actor,
     Origin,
     Payer,
     Payment,
-    PaymentRequest,
     Refund,
 )
 from motcua_payment.domain.states import PaymentState, RefundState
@@ -126,15 +126,15 @@ class PaymentApi(payment_pb2_grpc.PaymentServiceServicer):
     def CreatePayment(
         self, request: payment_pb2.CreatePaymentRequest, context: grpc.ServicerContext
     ) -> payment_pb2.CreatePaymentResponse:
-        fee = PaymentRequest.validated(
+        order = PaymentOrder.validated(
             dossier_code=request.dossier_code,
             agency_code=request.agency_code,
             amount_vnd=request.amount_vnd,
             description=request.description,
-            payer=payer_from_proto(request.payer),
+            payer_citizen_id=request.payer.citizen_id,
         )
         payment, replayed = self._service.create_payment(
-            current_principal(), fee, request.idempotency_key
+            current_principal(), order, request.idempotency_key
         )
         return payment_pb2.CreatePaymentResponse(
             payment=payment_to_proto(payment), replayed=replayed
