@@ -137,6 +137,12 @@ def test_a_new_version_the_consumer_does_not_take_yet_fails() -> None:
     ]
 
 
+def _payment_handlers_with(broken: Handler) -> list[Handler]:
+    """The payment service's real handlers, with the one for ``broken``'s type replaced."""
+    real = service_handlers(_service_class("payment"))
+    return [h for h in real if h.event_type != broken.event_type] + [broken]
+
+
 def test_a_handler_expecting_another_message_fails() -> None:
     wrong = Handler(
         "motcua.dossier.v1",
@@ -144,7 +150,7 @@ def test_a_handler_expecting_another_message_fails() -> None:
         lambda e, m, s: None,
         dossier_events.DossierSubmitted,
     )
-    assert _problems(REGISTRY, "payment", [wrong]) == [
+    assert _problems(REGISTRY, "payment", _payment_handlers_with(wrong)) == [
         "payment parses vn.motcua.dossier.payment_requested.v1 as "
         "motcua.dossier.v1.DossierSubmitted; the catalogue documents "
         "motcua.dossier.v1.DossierStatusChanged"
@@ -161,7 +167,7 @@ def test_a_handler_that_refuses_the_documented_example_fails() -> None:
         refuse,
         dossier_events.DossierStatusChanged,
     )
-    assert _problems(REGISTRY, "payment", [refusing]) == [
+    assert _problems(REGISTRY, "payment", _payment_handlers_with(refusing)) == [
         "payment did not accept the catalogue's example of "
         "vn.motcua.dossier.payment_requested.v1: dead_lettered"
     ]

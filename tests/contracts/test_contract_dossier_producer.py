@@ -19,8 +19,10 @@ from producer_contract import assert_topic_matches_catalogue
 
 from harness import Kafka
 from motcua.payment.v1 import events_pb2 as payment_events
+from motcua.payment.v1 import payment_pb2
 from motcua_dossier.domain.dossier import Applicant, DocumentInput, validate_submission
 from motcua_dossier.domain.reference_data import DATA_DIR
+from motcua_dossier.events import PAYMENT_REQUESTED, PAYMENT_SUCCEEDED
 from motcua_dossier.service import DossierService
 from motcua_dossier.settings import DossierSettings
 from motcua_kit.auth import Principal
@@ -136,14 +138,26 @@ def _drive_every_type(service: DossierService, host: ServiceHost, clock: Clock) 
     _walk(service, _submit(service, "HT-001", "k-withdrawn"), (CITIZEN, "withdraw"))
     paid = _submit(service, "XD-001", "k-paid")
     _walk(service, paid, (OFFICER, "receive"), (OFFICER, "request_payment"))
-    succeeded = Event.new(
-        source="/motcua/payment",
-        type="vn.motcua.payment.succeeded.v1",
-        subject=paid,
-        message=payment_events.PaymentEvent(),
-    )
+    dossier = service.get(OFFICER, paid)
+    fee = dossier.fee_vnd
+    assert fee
+
+    def payment_event(event_type: str, amount: int) -> tuple[Event, payment_events.PaymentEvent]:
+        message = payment_events.PaymentEvent(
+            payment=payment_pb2.Payment(
+                id="0" * 31 + str(amount % 10),
+                dossier_code=paid,
+                agency_code=dossier.agency_code,
+                amount_vnd=amount,
+            )
+        )
+        event = Event.new(source="/motcua/payment", type=event_type, subject=paid, message=message)
+        return event, message
+
     with transaction(host.sessions) as session:
-        service.on_payment_succeeded(succeeded, None, session)
+        service.on_payment_succeeded(*payment_event(PAYMENT_SUCCEEDED, 1), session)  # refused
+        service.on_payment_requested(*payment_event(PAYMENT_REQUESTED, fee), session)
+        service.on_payment_succeeded(*payment_event(PAYMENT_SUCCEEDED, fee), session)  # paid
     _walk(service, paid, (OFFICER, "stop"))
     _walk(
         service,

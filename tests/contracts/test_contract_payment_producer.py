@@ -15,13 +15,16 @@ import pytest
 from producer_contract import assert_topic_matches_catalogue
 
 from harness import Kafka, free_port
+from motcua.dossier.v1.events_pb2 import DossierStatusChanged
 from motcua_kit.auth import Principal
+from motcua_kit.db import transaction
 from motcua_kit.service import ServiceHost
-from motcua_payment.domain.payment import Payer, Payment, PaymentRequest, new_id
+from motcua_payment.domain.payment import Payment
 from motcua_payment.sandbox import Merchant, SandboxGateway
 from motcua_payment.sandbox.client import SandboxClient
 from motcua_payment.service import PaymentService
 from motcua_payment.settings import PaymentSettings
+from motcua_payment.testing import payment_requested_event
 from tools.eventdocs.conformance import publish_outbox
 
 pytestmark = pytest.mark.integration
@@ -80,16 +83,13 @@ def payment(
 
 
 def _create(service: PaymentService, n: int) -> Payment:
-    request = PaymentRequest.validated(
-        dossier_code=f"SXD-261201-{n:04d}",
-        agency_code="SXD",
-        amount_vnd=150_000,
-        description="",
-        payer=Payer.validated(
-            "Nguyễn Thị Thu Hà", "079203004567", "0905123456", "thuha@example.vn"
-        ),
-    )
-    payment, _ = service.create_payment(SERVICE, request, new_id())
+    """A payment for a dossier whose fee the dossier service asked for (its event)."""
+    code = f"SXD-261201-{n:04d}"
+    event = payment_requested_event(code, "SXD", 150_000)
+    [handler] = [h for h in service.handlers() if h.event_type == event.type]
+    with transaction(service.context.sessions) as session:
+        handler.fn(event, event.parse(DossierStatusChanged), session)
+    [payment] = service.list_payments(SERVICE, code)
     return payment
 
 

@@ -665,6 +665,7 @@ COMMON_ALERTS = {
     "MotcuaDeadLetterQueueNotEmpty": "warning",
 }
 OWN_ALERTS = {
+    "dossier": {"MotcuaDossierPaymentRefused": "critical"},
     "payment": {"MotcuaPaymentCallbackRejectionsSpike": "critical"},
     "audit": {"MotcuaAuditTreeHeadStale": "critical", "MotcuaAuditVerificationFailed": "critical"},
 }

@@ -11,13 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 
 from dossier_client import CITIZEN_ID, DossierClient, document, submit_request
 from harness import Kafka, ServiceProcess, wait_for
-from motcua.dossier.v1 import dossier_pb2
+from motcua.dossier.v1 import dossier_pb2, events_pb2
+from motcua.payment.v1 import events_pb2 as payment_events_pb2
+from motcua.payment.v1 import payment_pb2
 from motcua_dossier.domain.catalogue import Catalogue
+from motcua_dossier.events import PAYMENT_REQUESTED, PAYMENT_SUCCEEDED
 from motcua_kit.envelope import Event, encode
 
 pytestmark = pytest.mark.integration
@@ -411,61 +415,152 @@ def test_twenty_parallel_transitions_one_wins_nineteen_aborted(
     assert officers[0].get(d.code).version == d.version + 1
 
 
-def test_payment_succeeded_delivered_twice_moves_the_dossier_once(
-    kafka: Kafka,
-    database: Callable[[str], str],
-    service_factory: Callable[..., ServiceProcess],
-    token: Callable[..., str],
-) -> None:
+def _payment_event(
+    event_type: str, code: str, payment_id: str, amount: int, agency: str = "STP"
+) -> Event:
+    """A payment event as the payment service publishes it (key = the dossier code)."""
+    return Event.new(
+        source="/motcua/payment",
+        type=event_type,
+        subject=code,
+        message=payment_events_pb2.PaymentEvent(
+            payment=payment_pb2.Payment(
+                id=payment_id, dossier_code=code, agency_code=agency, amount_vnd=amount
+            )
+        ),
+    )
+
+
+def _send(kafka: Kafka, *sent: Event) -> None:
     from kafka import KafkaProducer
 
-    url = database("dossier")
-    proc = service_factory("dossier", url).start()
-    actors = Actors(proc.target, token, "STP")
-    code, version = _drive(actors, "with_payment", 6)
-    payload = dossier_pb2.Dossier(code=code)  # the dossier service acts on the subject only
-    first = Event.new(
-        source="/motcua/payment",
-        type="vn.motcua.payment.succeeded.v1",
-        subject=code,
-        message=payload,
-    )
-    second = Event.new(
-        source="/motcua/payment",
-        type="vn.motcua.payment.succeeded.v1",
-        subject=code,
-        message=payload,
-    )
     producer = KafkaProducer(bootstrap_servers=[kafka.bootstrap], api_version=(4, 0))
-    for event in (first, first, second):  # a redelivery, and a second report of the payment
+    for event in sent:
         record = encode(event)
         producer.send(
             "motcua.payment.v1", key=record.key, value=record.value, headers=record.headers
         ).get(30)
     producer.close()
+
+
+def _handled(url: str, *sent: Event) -> None:
+    engine = create_engine(url)
+    ids = sorted({e.id for e in sent})
+    with engine.connect() as conn:
+        wait_for(
+            lambda: (
+                conn.execute(
+                    text("SELECT count(*) FROM inbox WHERE event_id IN :ids").bindparams(
+                        bindparam("ids", expanding=True)
+                    ),
+                    {"ids": ids},
+                ).scalar()
+                == len(ids)
+            ),
+            60,
+            0.2,
+            "payment events handled",
+        )
+    engine.dispose()
+
+
+def test_payment_succeeded_delivered_twice_moves_the_dossier_once(
+    own_kafka: Kafka,
+    database: Callable[[str], str],
+    service_factory: Callable[..., ServiceProcess],
+    token: Callable[..., str],
+) -> None:
+    url = database("dossier")
+    # A broker of its own: these payment ids and dossier codes must meet no other test's.
+    kafka = own_kafka
+    proc = service_factory("dossier", url, KAFKA_BOOTSTRAP=kafka.bootstrap).start()
+    actors = Actors(proc.target, token, "STP")
+    code, version = _drive(actors, "with_payment", 6)
+    fee = actors.admin.get(code).fee_vnd
+    payment_id = uuid.uuid4().hex
+    announced = _payment_event(PAYMENT_REQUESTED, code, payment_id, fee)
+    first = _payment_event(PAYMENT_SUCCEEDED, code, payment_id, fee)
+    second = _payment_event(PAYMENT_SUCCEEDED, code, payment_id, fee)
+    # A redelivery, and a second report of the same payment.
+    _send(kafka, announced, first, first, second)
     wait_for(
         lambda: actors.admin.get(code).status == dossier_pb2.DOSSIER_STATUS_PROCESSING,
         60,
         0.2,
         "dossier paid",
     )
+    _handled(url, announced, first, second)
+    assert _outbox_types(url, code).count("vn.motcua.dossier.paid.v1") == 1
+    assert "vn.motcua.dossier.payment_refused.v1" not in _outbox_types(url, code)
+    assert actors.admin.get(code).version == version + 1
+
+
+def test_a_success_that_is_not_the_dossiers_own_fee_request_is_refused_and_recorded(
+    own_kafka: Kafka,
+    database: Callable[[str], str],
+    service_factory: Callable[..., ServiceProcess],
+    token: Callable[..., str],
+) -> None:
+    """1 VND, another agency's payment, a payment never announced, an unknown dossier: none
+    moves the dossier; each is counted and published for the audit log; the right payment
+    still settles it afterwards."""
+    url = database("dossier")
+    # A broker of its own: these payment ids and dossier codes must meet no other test's.
+    kafka = own_kafka
+    proc = service_factory("dossier", url, KAFKA_BOOTSTRAP=kafka.bootstrap).start()
+    actors = Actors(proc.target, token, "STP")
+    code, version = _drive(actors, "with_payment", 6)
+    fee = actors.admin.get(code).fee_vnd
+    cheap, foreign, unannounced, right = (uuid.uuid4().hex for _ in range(4))
+    abuse = [
+        _payment_event(PAYMENT_REQUESTED, code, cheap, 1),
+        _payment_event(PAYMENT_SUCCEEDED, code, cheap, 1),
+        _payment_event(PAYMENT_REQUESTED, code, foreign, fee, agency="PHAICHAU"),
+        _payment_event(PAYMENT_SUCCEEDED, code, foreign, fee, agency="PHAICHAU"),
+        _payment_event(PAYMENT_SUCCEEDED, code, unannounced, fee),
+        _payment_event(PAYMENT_SUCCEEDED, "STP-991231-5977", unannounced, 5_000_000),
+    ]
+    _send(kafka, *abuse)
+    _handled(url, *abuse)
+    after = actors.admin.get(code)
+    assert after.status == dossier_pb2.DOSSIER_STATUS_PAYMENT_REQUIRED
+    assert after.version == version
     engine = create_engine(url)
     with engine.connect() as conn:
-        wait_for(
-            lambda: (
-                conn.execute(
-                    text("SELECT count(*) FROM inbox WHERE event_id IN (:a, :b)"),
-                    {"a": first.id, "b": second.id},
-                ).scalar()
-                == 2
-            ),
-            60,
-            0.2,
-            "both payment events handled",
-        )
+        rows = conn.execute(
+            text("SELECT event_key, payload FROM outbox WHERE event_type = :t ORDER BY id"),
+            {"t": "vn.motcua.dossier.payment_refused.v1"},
+        ).all()
     engine.dispose()
-    assert _outbox_types(url, code).count("vn.motcua.dossier.paid.v1") == 1
-    assert actors.admin.get(code).version == version + 1
+    refused = [(r.event_key, events_pb2.PaymentRefused.FromString(r.payload)) for r in rows]
+    # One dossier's events keep their order; the unknown dossier's may be on another partition.
+    assert sorted((key, m.reason, m.payment_id) for key, m in refused) == sorted(
+        [
+            (code, "amount", cheap),
+            (code, "agency", foreign),
+            (code, "unknown_payment", unannounced),
+            ("STP-991231-5977", "unknown_dossier", unannounced),
+        ]
+    )
+    assert (
+        refused[0 if refused[0][0] == code else 1][1].fee_vnd == fee
+        and refused[0][1].payment_amount_vnd == 1
+    )
+    metrics = httpx.get(f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=10).text
+    for reason in ("amount", "agency", "unknown_payment", "unknown_dossier"):
+        assert f'motcua_dossier_payments_refused_total{{reason="{reason}"}} 1.0' in metrics
+    # The citizen's own payment still settles the dossier.
+    _send(
+        kafka,
+        _payment_event(PAYMENT_REQUESTED, code, right, fee),
+        _payment_event(PAYMENT_SUCCEEDED, code, right, fee),
+    )
+    wait_for(
+        lambda: actors.admin.get(code).status == dossier_pb2.DOSSIER_STATUS_PROCESSING,
+        60,
+        0.2,
+        "dossier paid by its own fee request",
+    )
 
 
 def test_a_broken_reference_data_file_stops_the_service_naming_file_line_and_field(

@@ -63,6 +63,16 @@ def publish_dossier_events(kafka: Kafka, *events: Event) -> None:
         producer.close()
 
 
+def ask_fee(
+    kafka: Kafka, client: PaymentClient, code: str, amount: int = 150_000
+) -> payment_pb2.Payment:
+    """The dossier service's part, played by the test: ``payment_requested`` for ``code``.
+    The payment service opens the fee request and creates its payment; this returns it."""
+    publish_dossier_events(kafka, payment_requested_event(code, code.split("-")[0], amount))
+    wait_for(lambda: client.list(code), 60, 0.2, f"the payment of {code}")
+    return client.list(code)[0]
+
+
 def payment_events(kafka: Kafka, code: str) -> list[tuple[str, events_pb2.PaymentEvent, Any]]:
     """(ce_type, payload, record) of the payment events of one dossier, in order."""
     out = []
@@ -274,7 +284,7 @@ def test_forged_callbacks_are_refused_counted_logged_without_secrets(
     service = service_factory("payment", url, **setup.env(sandbox.url)).start()
     client = PaymentClient(service.target, token("service"))
     code = dossier_code()
-    payment = client.create(code).payment
+    payment = ask_fee(kafka, client, code)
     wait_event(kafka, code, "vn.motcua.payment.requested.v1")
 
     def notification(**changes: Any) -> str:
@@ -347,7 +357,7 @@ def test_the_same_ipn_ten_times_concurrently_gives_one_success_event(
     service = service_factory("payment", url, **setup.env(sandbox.url)).start()
     client = PaymentClient(service.target, token("service"))
     code = dossier_code()
-    payment = client.create(code).payment
+    payment = ask_fee(kafka, client, code)
     with SandboxClient(sandbox.url) as gateway:
         query = gateway.pay(payment.redirect_url, deliver_ipn=False)["ipn_query"]
     barrier = threading.Barrier(10)
@@ -397,6 +407,8 @@ def test_idempotent_creates_refunds_cancel_and_failure_over_grpc(
     gateway = SandboxClient(sandbox.url)
     code = dossier_code()
 
+    auto = ask_fee(kafka, portal, code, 100_000)  # made for the dossier's request
+    portal.cancel(auto.id, "the portal pays with its own key")
     first = portal.create(code, 100_000, key="idem-1")
     again = portal.create(code, 100_000, key="idem-1")
     assert again.payment.id == first.payment.id and again.replayed and not first.replayed
@@ -405,7 +417,7 @@ def test_idempotent_creates_refunds_cancel_and_failure_over_grpc(
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert first.payment.id in (err.value.details() or "")
     with pytest.raises(grpc.RpcError) as err:
-        portal.create(code, 0, key="idem-2")
+        portal.create(code, -5, key="idem-2")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = rpc_status.from_call(err.value)
     assert status is not None
@@ -433,12 +445,12 @@ def test_idempotent_creates_refunds_cancel_and_failure_over_grpc(
 
     # Cancel an open payment; a failed one; a declined refund.
     cancelled_code, failed_code, declined_code = dossier_code(), dossier_code(), dossier_code()
-    open_payment = portal.create(cancelled_code).payment
+    open_payment = ask_fee(kafka, portal, cancelled_code)
     assert citizen.cancel(open_payment.id, "nhầm").state == payment_pb2.PAYMENT_STATE_CANCELLED
     assert gateway.try_pay(open_payment.redirect_url).status_code == 409
     assert code_of(lambda: citizen.cancel(open_payment.id)) == grpc.StatusCode.FAILED_PRECONDITION
-    gateway.pay(portal.create(failed_code).payment.redirect_url, "fail")
-    declined = portal.create(declined_code).payment
+    gateway.pay(ask_fee(kafka, portal, failed_code).redirect_url, "fail")
+    declined = ask_fee(kafka, portal, declined_code)
     gateway.pay(declined.redirect_url)
     gateway.set_faults(refund="decline")
     assert officer.refund(declined.id, 5_000, "d1").refund.state == payment_pb2.REFUND_STATE_FAILED
@@ -453,6 +465,8 @@ def test_idempotent_creates_refunds_cancel_and_failure_over_grpc(
     wait_event(kafka, code, "vn.motcua.payment.refund_succeeded.v1")
     types = [t for t, _, _ in payment_events(kafka, code)]
     assert types == [
+        "vn.motcua.payment.requested.v1",
+        "vn.motcua.payment.cancelled.v1",
         "vn.motcua.payment.requested.v1",
         "vn.motcua.payment.succeeded.v1",
         "vn.motcua.payment.refund_succeeded.v1",
@@ -487,8 +501,8 @@ def test_timers_settle_a_lost_ipn_and_expire_an_unpaid_payment(
     ).start()
     client = PaymentClient(service.target, token("service"))
     lost, unpaid = dossier_code(), dossier_code()
-    paid_payment = client.create(lost).payment
-    unpaid_payment = client.create(unpaid).payment
+    paid_payment = ask_fee(kafka, client, lost)
+    unpaid_payment = ask_fee(kafka, client, unpaid)
     with SandboxClient(sandbox.url) as gateway:
         gateway.pay(paid_payment.redirect_url, deliver_ipn=False)  # the IPN never comes
         settled = wait_event(kafka, lost, "vn.motcua.payment.succeeded.v1")

@@ -140,6 +140,10 @@ def build_subscriber(calendar: WorkingDays | None = None) -> Subscriber:
     def on_deadline(message: events_pb2.DossierDeadline, delivery: Delivery) -> None:
         projection.apply(message.dossier, delivery)
 
+    @subscriber.handler(events_pb2.PaymentRefused)
+    def on_payment_refused(message: events_pb2.PaymentRefused, delivery: Delivery) -> None:
+        """A refused payment moved no dossier: there is nothing to count."""
+
     return subscriber
 
 

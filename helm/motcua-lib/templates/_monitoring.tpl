@@ -127,6 +127,25 @@ spec:
             summary: "{{ $svc }}: records went to a dead-letter topic in the last {{ $a.deadLetterWindow }}"
             description: "{{ "{{" }} $value {{ "}}" }} records of {{ "{{" }} $labels.topic {{ "}}" }} were dead-lettered by {{ $svc }}; they wait in {{ "{{" }} $labels.topic {{ "}}" }}.dlq to be looked at and replayed."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dead-letter-queue-not-empty") | quote }}
+        {{- if eq $svc "dossier" }}
+        {{- /* Same two branches as the DLQ alert: a reason's first refusal is a new series. */}}
+        - alert: MotcuaDossierPaymentRefused
+          expr: |
+            sum by (reason) (increase(motcua_dossier_payments_refused_total{ {{- $sel }}}[1h])) > 0
+            or
+            (
+              sum by (reason) (motcua_dossier_payments_refused_total{ {{- $sel }}}) > 0
+              unless
+              sum by (reason) (motcua_dossier_payments_refused_total{ {{- $sel }}} offset 1h)
+            )
+          labels:
+            severity: critical
+            service: {{ $svc }}
+          annotations:
+            summary: "dossier: a payment success did not match its dossier's own fee request"
+            description: "{{ "{{" }} $value {{ "}}" }} payment successes were kept out of their dossiers in the last hour (reason {{ "{{" }} $labels.reason {{ "}}" }}): money was taken that no open fee request asked for. Each is in the audit log as vn.motcua.dossier.payment_refused.v1."
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dossier-payment-refused") | quote }}
+        {{- end }}
         {{- if hasKey $a "callbackRejections" }}
         - alert: MotcuaPaymentCallbackRejectionsSpike
           expr: |

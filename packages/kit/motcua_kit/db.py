@@ -6,7 +6,7 @@ metadata so they live in the same database and commit in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction commits (metrics count only what held)."""
+    event.listen(session, "after_commit", lambda _s: action(), once=True)
 
 
 @overload

@@ -42,6 +42,7 @@ DOSSIER_PAYLOADS: dict[str, type[Message]] = {
         for name in _DOSSIER_STATUS_CHANGES
     },
     **{f"{_DOSSIER}{name}.v1": dossier_events.DossierDeadline for name in _DOSSIER_DEADLINES},
+    _DOSSIER + "payment_refused.v1": dossier_events.PaymentRefused,
 }
 """Known dossier event types → the protobuf message their payload must parse as."""
 

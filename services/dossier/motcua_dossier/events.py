@@ -13,6 +13,7 @@ SUBMITTED = _PREFIX + "submitted.v1"
 DUE_SOON = _PREFIX + "due_soon.v1"
 STATUS_CHANGED = _PREFIX + "status_changed.v1"  # an action of a custom workflow
 OVERDUE = _PREFIX + "overdue.v1"
+PAYMENT_REFUSED = _PREFIX + "payment_refused.v1"  # PaymentRefused: ADR 0022
 
 # Workflow action → CloudEvents type of the DossierStatusChanged it emits.
 ACTION_EVENTS = {
@@ -31,4 +32,5 @@ ACTION_EVENTS = {
 
 # What the dossier service consumes from the payment service.
 PAYMENT_TOPIC = "motcua.payment.v1"
+PAYMENT_REQUESTED = "vn.motcua.payment.requested.v1"
 PAYMENT_SUCCEEDED = "vn.motcua.payment.succeeded.v1"

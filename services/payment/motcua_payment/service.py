@@ -30,7 +30,7 @@ from motcua.dossier.v1 import events_pb2 as dossier_events_pb2
 from motcua.payment.v1 import events_pb2, payment_pb2_grpc
 from motcua_kit.auth import Principal
 from motcua_kit.consumer import PermanentError
-from motcua_kit.db import transaction
+from motcua_kit.db import on_commit, transaction
 from motcua_kit.envelope import Event
 from motcua_kit.errors import (
     Aborted,
@@ -47,7 +47,6 @@ from motcua_kit.tracing import tracer
 from motcua_payment import events
 from motcua_payment.adapters import callback_http, db
 from motcua_payment.adapters.callback_http import CallbackServer
-from motcua_payment.adapters.db import on_commit
 from motcua_payment.adapters.grpc_api import (
     ORIGIN_TO_PROTO,
     PAYMENT_STATE_TO_PROTO,

@@ -75,7 +75,13 @@ def test_lookups_answer_what_services_and_subscribers_ask() -> None:
     assert registry.message_class("vn.motcua.dossier.overdue.v1") is dossier_events.DossierDeadline
     assert registry.message_class("vn.motcua.payment.succeeded.v1") is payment_events.PaymentEvent
     assert registry.consumed_by("payment") == {
-        "motcua.dossier.v1": ("vn.motcua.dossier.payment_requested.v1",)
+        "motcua.dossier.v1": (
+            "vn.motcua.dossier.submitted.v1",
+            "vn.motcua.dossier.payment_requested.v1",
+            "vn.motcua.dossier.paid.v1",
+            "vn.motcua.dossier.withdrawn.v1",
+            "vn.motcua.dossier.stopped.v1",
+        )
     }
     assert registry.consumed_by("audit") == {
         "motcua.dossier.v1": ("*",),
@@ -90,6 +96,7 @@ def test_lookups_answer_what_services_and_subscribers_ask() -> None:
     assert (submitted.name, submitted.version) == ("submitted", 1)
     assert registry.topic("motcua.dossier.v1").consumers_of(submitted.type) == (
         "notify",
+        "payment",
         "audit",
         "stats-projector",
     )

@@ -37,6 +37,7 @@ from motcua_dossier.domain.dossier import (
     Dossier,
     Status,
 )
+from motcua_dossier.domain.fee import PaymentClaim
 from motcua_kit.consumer import inbox_table
 from motcua_kit.db import aware, utc
 from motcua_kit.outbox import outbox_table
@@ -89,6 +90,20 @@ dossier_sequences = Table(
     PrimaryKeyConstraint("agency_code", "day", name="pk_dossier_sequences"),
 )
 
+# The payments the payment service announced (payment.requested) for a dossier's open fee
+# request, if they were of its agency and its fee; only these may settle it (ADR 0022).
+fee_payments = Table(
+    "fee_payments",
+    metadata,
+    Column("payment_id", String(32), primary_key=True),
+    Column("dossier_code", String(40), nullable=False),
+    Column("agency_code", String(20), nullable=False),
+    Column("amount_vnd", BigInteger, nullable=False),
+    Column("announced_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Index("ix_fee_payments_dossier", "dossier_code"),
+)
+
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
@@ -120,6 +135,38 @@ _LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 
 class DossierRepository:
     """Reads and writes dossiers inside the caller's transaction."""
+
+    def add_fee_payment(self, session: Session, claim: PaymentClaim, at: datetime) -> None:
+        """Remember a payment announced for the dossier's open fee request."""
+        session.execute(
+            insert(fee_payments).values(
+                payment_id=claim.payment_id,
+                dossier_code=claim.dossier_code,
+                agency_code=claim.agency_code,
+                amount_vnd=claim.amount_vnd,
+                announced_at=utc(at),
+            )
+        )
+
+    def fee_payment(self, session: Session, claim: PaymentClaim) -> bool | None:
+        """Was this payment announced for this dossier with this agency and amount?
+        None: no; False: announced; True: announced, and it settled the dossier."""
+        found = session.execute(
+            select(fee_payments.c.settled_at).where(
+                fee_payments.c.payment_id == claim.payment_id,
+                fee_payments.c.dossier_code == claim.dossier_code,
+                fee_payments.c.agency_code == claim.agency_code,
+                fee_payments.c.amount_vnd == claim.amount_vnd,
+            )
+        ).first()
+        return None if found is None else found.settled_at is not None
+
+    def fee_payment_settled(self, session: Session, payment_id: str, at: datetime) -> None:
+        session.execute(
+            update(fee_payments)
+            .where(fee_payments.c.payment_id == payment_id)
+            .values(settled_at=utc(at))
+        )
 
     def next_sequence(self, session: Session, agency_code: str, day: date) -> int:
         """Atomically take the next number of the agency's day (an upsert; row-locked)."""

@@ -8,7 +8,7 @@ copies of one notification race, one settles the payment and the rest see it set
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    event,
     exists,
     insert,
     select,
@@ -183,11 +182,6 @@ def _utc(value: datetime) -> datetime:
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _utc(value)
-
-
-def on_commit(session: Session, action: Callable[[], None]) -> None:
-    """Run ``action`` once the session's transaction commits (metrics count only what held)."""
-    event.listen(session, "after_commit", lambda _s: action(), once=True)
 
 
 class PaymentRepository:
