@@ -43,6 +43,8 @@ from motcua_kit.errors import InvalidArgument, NotFound, PermissionDenied
 from motcua_kit.grpc_server import Registration
 from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
+from motcua_kit.text import citizen_id as valid_citizen_id
+from motcua_kit.text import is_ascii_number
 from motcua_kit.tracing import context_from_headers, current_traceparent
 from motcua_notify import events
 from motcua_notify.adapters import db
@@ -95,7 +97,6 @@ _TRACER = trace.get_tracer("motcua.notify.sender")
 Clock = Callable[[], datetime]
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
-_CITIZEN_ID_LEN = 12
 # Which receipt endpoint may speak for which channel.
 _RECEIPT_CHANNEL = {"sms-a": Channel.SMS, "sms-b": Channel.SMS, "zalo": Channel.ZALO}
 
@@ -693,7 +694,7 @@ class NotifyService(Service):
         size = page_size or DEFAULT_PAGE
         after = 0
         if page_token:
-            if not page_token.isdigit():
+            if not is_ascii_number(page_token):
                 raise InvalidArgument("page_token", "is not a token this API returned")
             after = int(page_token)
         admin = principal.has_any("admin", "service")
@@ -740,11 +741,7 @@ class NotifyService(Service):
 
     @staticmethod
     def _opt_out_subject(principal: Principal, citizen_id: str) -> str:
-        cid = citizen_id.strip()
-        if not cid:
-            raise InvalidArgument("citizen_id", "is required")
-        if len(cid) != _CITIZEN_ID_LEN or not cid.isdigit():
-            raise InvalidArgument("citizen_id", "must be exactly 12 digits (CCCD)")
+        cid = valid_citizen_id("citizen_id", citizen_id)
         if principal.has_any("admin", "service"):
             return cid
         if "citizen" in principal.roles and principal.citizen_id == cid:

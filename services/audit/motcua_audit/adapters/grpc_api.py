@@ -24,6 +24,7 @@ from motcua_audit.domain.tree_head import SignedTreeHead, public_key_to_pem
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument, PermissionDenied
 from motcua_kit.proto import timestamp
+from motcua_kit.text import is_ascii_number
 
 if TYPE_CHECKING:
     from motcua_audit.service import AuditService
@@ -215,10 +216,10 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
             raise InvalidArgument("end_index", "must not be below start_index")
         start = request.start_index
         if request.page_token:
-            try:
-                start = int(request.page_token)
-            except ValueError:
-                raise InvalidArgument("page_token", "is not a token this API returned") from None
+            # int() alone would take " 7", "+7", "1_0" and "٧": none is a token this API issued.
+            if not is_ascii_number(request.page_token):
+                raise InvalidArgument("page_token", "is not a token this API returned")
+            start = int(request.page_token)
             if start < request.start_index or (request.end_index and start > request.end_index):
                 raise InvalidArgument("page_token", "does not belong to this range")
         listed, stop, end, size = self._service.entry_page(

@@ -10,26 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from motcua_audit.domain.entry import Actor, Role
+from motcua_kit import text
 from motcua_kit.errors import InvalidArgument
+from motcua_kit.text import normalise_text
 
 RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-CITIZEN_ID = re.compile(r"\d{12}")
 DOSSIER_CODE = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)*")
 MAX_DOSSIER_CODE = 40
 MAX_PURPOSE = 500
 MAX_RESOURCE = 200
 MAX_SUBJECT = 200
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-def normalise_text(value: str) -> str:
-    """NFC, outer and repeated inner whitespace removed (the same rule as dossier text)."""
-    return " ".join(unicodedata.normalize("NFC", value).split())
 
 
 @dataclass(frozen=True)
@@ -72,9 +67,7 @@ def validate_access(
     record_id = record_id.strip()
     if not RECORD_ID.fullmatch(record_id):
         raise InvalidArgument("record_id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -")
-    citizen_id = citizen_id.strip()
-    if citizen_id and not CITIZEN_ID.fullmatch(citizen_id):
-        raise InvalidArgument("citizen_id", "must be the 12-digit citizen ID (CCCD)")
+    citizen_id = text.citizen_id("citizen_id", citizen_id, required=False)
     dossier_code = dossier_code.strip()
     if dossier_code and (
         len(dossier_code) > MAX_DOSSIER_CODE or not DOSSIER_CODE.fullmatch(dossier_code)
@@ -82,14 +75,10 @@ def validate_access(
         raise InvalidArgument("dossier_code", "is not a dossier code such as STP-261129-0001")
     if not citizen_id and not dossier_code:
         raise InvalidArgument("citizen_id", "citizen_id or dossier_code must say whose data")
-    purpose = normalise_text(purpose)
-    if not purpose:
+    if not normalise_text(purpose):
         raise InvalidArgument("purpose", "is required: why the data was viewed")
-    if len(purpose) > MAX_PURPOSE:
-        raise InvalidArgument("purpose", f"must be at most {MAX_PURPOSE} characters")
-    resource = normalise_text(resource)
-    if len(resource) > MAX_RESOURCE:
-        raise InvalidArgument("resource", f"must be at most {MAX_RESOURCE} characters")
+    purpose = text.free_text("purpose", purpose, max_len=MAX_PURPOSE)
+    resource = text.free_text("resource", resource, max_len=MAX_RESOURCE)
     if on_behalf_of is not None:
         on_behalf_of = _validate_actor(on_behalf_of)
     if accessed_at is not None and accessed_at > now + CLOCK_SKEW:
@@ -109,6 +98,8 @@ def _validate_actor(actor: Actor) -> Actor:
     subject = actor.subject.strip()
     if not subject or len(subject) > MAX_SUBJECT:
         raise InvalidArgument("on_behalf_of.subject", f"is required (at most {MAX_SUBJECT} chars)")
+    # Who acted: shown in the trail, so it must read as it is stored.
+    text.identifying_text("on_behalf_of.subject", subject, max_len=MAX_SUBJECT)
     if actor.role is Role.UNKNOWN:
         raise InvalidArgument("on_behalf_of.role", "is required")
     agency = actor.agency_code.strip()

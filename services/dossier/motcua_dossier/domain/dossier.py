@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from enum import IntEnum
 
+from motcua_kit import text
 from motcua_kit.errors import InvalidArgument
+from motcua_kit.text import normalise_text as normalise_text  # one rule, re-exported
 
 
 class Status(IntEnum):
@@ -45,40 +46,20 @@ MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
 MAX_DOCUMENTS = 50
 MAX_TEXT = 500
 
-_CITIZEN_ID = re.compile(r"\d{12}")
-_PHONE = re.compile(r"0(3|5|7|8|9)\d{8}")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 
 
-def normalise_text(value: str) -> str:
-    """Vietnamese text in one form (NFC) with outer and repeated inner spaces removed."""
-    return " ".join(unicodedata.normalize("NFC", value).split())
-
-
-def _required_text(field_name: str, value: str, max_len: int = MAX_TEXT) -> str:
-    text = normalise_text(value)
-    if not text:
-        raise InvalidArgument(field_name, "is required")
-    if len(text) > max_len:
-        raise InvalidArgument(field_name, f"must be at most {max_len} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
-        raise InvalidArgument(field_name, "must not contain control characters")
-    return text
+def validate_comment(field_name: str, value: str) -> str:
+    """An officer's comment or a citizen's reason: free text, emoji allowed, no bidi controls."""
+    return text.free_text(field_name, value, max_len=None)
 
 
 def normalise_phone(field_name: str, value: str) -> str:
     """A Vietnamese mobile number in national form 0XXXXXXXXX (accepts +84 / 84 prefixes)."""
-    digits = re.sub(r"[\s.()-]", "", value)
-    if digits.startswith("+84"):
-        digits = "0" + digits[3:]
-    elif digits.startswith("84") and len(digits) == 11:
-        digits = "0" + digits[2:]
-    if not _PHONE.fullmatch(digits):
-        raise InvalidArgument(field_name, "must be a Vietnamese mobile number like 0912345678")
-    return digits
+    return text.phone_number(field_name, value, mobile_only=True)
 
 
 @dataclass(frozen=True)
@@ -95,22 +76,18 @@ class Applicant:
     def validated(
         cls, full_name: str, citizen_id: str, phone: str, email: str, address: str
     ) -> Applicant:
-        cid = citizen_id.strip()
-        if not cid:
-            raise InvalidArgument("applicant.citizen_id", "is required")
-        if not _CITIZEN_ID.fullmatch(cid):
-            raise InvalidArgument("applicant.citizen_id", "must be exactly 12 digits (CCCD)")
+        cid = text.citizen_id("applicant.citizen_id", citizen_id)
         mail = normalise_text(email).lower()
         if mail and (len(mail) > 254 or not _EMAIL.fullmatch(mail)):
             raise InvalidArgument("applicant.email", "is not a valid email address")
         if not phone.strip():
             raise InvalidArgument("applicant.phone", "is required")
         return cls(
-            full_name=_required_text("applicant.full_name", full_name, 200),
+            full_name=text.identifying_text("applicant.full_name", full_name, max_len=200),
             citizen_id=cid,
             phone=normalise_phone("applicant.phone", phone),
             email=mail,
-            address=_required_text("applicant.address", address),
+            address=text.identifying_text("applicant.address", address, max_len=MAX_TEXT),
         )
 
 
@@ -142,7 +119,7 @@ class Document:
         if not _SHA256.fullmatch(digest):
             raise InvalidArgument(f"{prefix}.sha256", "must be 64 hexadecimal characters")
         return cls(
-            name=_required_text(f"{prefix}.name", name, 300),
+            name=text.free_text(f"{prefix}.name", name, max_len=300, required=True),
             media_type=mtype,
             size_bytes=size_bytes,
             sha256=digest,

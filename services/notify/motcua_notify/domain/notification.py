@@ -28,7 +28,7 @@ from motcua_notify.domain.subscriptions import WebhookSubscription
 from motcua_notify.domain.templates import Template, TemplateCatalogue
 
 _NAMESPACE = uuid.UUID("5f0d3c52-3b0e-4f43-9a57-6d6f74637561")
-_DIGITS = re.compile(r"\D")
+_DIGITS = re.compile(r"[^0-9]")  # not \D: other scripts' digits are no phone number
 
 
 # -- who ----------------------------------------------------------------------------------------

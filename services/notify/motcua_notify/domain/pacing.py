@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-_WINDOW = re.compile(r"(\d\d:\d\d(?::\d\d)?)\s*-\s*(\d\d:\d\d(?::\d\d)?)")
+_WINDOW = re.compile(r"([0-9]{2}:[0-9]{2}(?::[0-9]{2})?)\s*-\s*([0-9]{2}:[0-9]{2}(?::[0-9]{2})?)")
 
 
 class TokenBucket:

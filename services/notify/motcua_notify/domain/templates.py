@@ -218,8 +218,17 @@ def _environment() -> SandboxedEnvironment:
 
 
 def _nfc(value: str) -> str:
+    """A value as a message may show it: controls become spaces, and format characters (bidi
+    overrides, zero-width spaces) go, so no older record can make a message read otherwise."""
     text = unicodedata.normalize("NFC", value)
-    return "".join(" " if unicodedata.category(ch) == "Cc" and ch != "\n" else ch for ch in text)
+    return "".join(_shown(ch) for ch in text)
+
+
+def _shown(ch: str) -> str:
+    category = unicodedata.category(ch)
+    if category == "Cc" and ch != "\n":
+        return " "
+    return "" if category == "Cf" else ch
 
 
 def _cut(value: str, limit: int, ellipsis: str) -> str:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from motcua_kit import text as text_rules
 from motcua_kit.errors import FailedPrecondition, InvalidArgument
+from motcua_kit.text import normalise_text as normalise_text  # one rule, re-exported
 from motcua_payment.domain.states import (
     PAYMENT_INITIAL,
     REFUND_INITIAL,
@@ -34,8 +35,6 @@ MAX_TEXT = 255
 
 _DOSSIER_CODE = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,39}")
 _AGENCY_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,19}")
-_CITIZEN_ID = re.compile(r"\d{12}")
-_PHONE = re.compile(r"0\d{9}")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _PAYMENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -44,11 +43,6 @@ _PAYMENT_ID = re.compile(r"[0-9a-f]{32}")
 def new_id() -> str:
     """A payment or refund id: 32 hex digits, also the gateway's order reference."""
     return uuid.uuid4().hex
-
-
-def normalise_text(value: str) -> str:
-    """Vietnamese text in one form (NFC), outer and repeated inner spaces removed."""
-    return " ".join(unicodedata.normalize("NFC", value).split())
 
 
 def validate_amount(field: str, value: object) -> int:
@@ -68,14 +62,8 @@ def format_vnd(amount: int) -> str:
 
 
 def _text(field: str, value: str, *, required: bool, max_len: int = MAX_TEXT) -> str:
-    text = normalise_text(value)
-    if required and not text:
-        raise InvalidArgument(field, "is required")
-    if len(text) > max_len:
-        raise InvalidArgument(field, f"must be at most {max_len} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
-        raise InvalidArgument(field, "must not contain control characters")
-    return text
+    """A description or reason: the kit's free-text rule (no control or bidi characters)."""
+    return text_rules.free_text(field, value, max_len=max_len, required=required)
 
 
 def validate_dossier_code(field: str, value: str) -> str:
@@ -136,21 +124,13 @@ class Payer:
 
     @classmethod
     def validated(cls, full_name: str, citizen_id: str, phone: str = "", email: str = "") -> Payer:
-        cid = citizen_id.strip()
-        if not cid:
-            raise InvalidArgument("payer.citizen_id", "is required")
-        if not _CITIZEN_ID.fullmatch(cid):
-            raise InvalidArgument("payer.citizen_id", "must be exactly 12 digits (CCCD)")
-        tel = re.sub(r"[\s.()-]", "", phone)
-        if tel.startswith("+84"):
-            tel = "0" + tel[3:]
-        if tel and not _PHONE.fullmatch(tel):
-            raise InvalidArgument("payer.phone", "must be a Vietnamese number like 0912345678")
+        cid = text_rules.citizen_id("payer.citizen_id", citizen_id)
+        tel = text_rules.phone_number("payer.phone", phone, mobile_only=False, required=False)
         mail = normalise_text(email).lower()
         if mail and (len(mail) > 254 or not _EMAIL.fullmatch(mail)):
             raise InvalidArgument("payer.email", "is not a valid email address")
         return cls(
-            full_name=_text("payer.full_name", full_name, required=True, max_len=200),
+            full_name=text_rules.identifying_text("payer.full_name", full_name, max_len=200),
             citizen_id=cid,
             phone=tel,
             email=mail,
