@@ -255,6 +255,7 @@ class _SmtpHandler:
                 return self.sink.reply_with
             message = email.message_from_bytes(envelope.content, policy=email.policy.default)
             self.sink.messages.append((list(envelope.rcpt_tos), message))
+            self.sink.raw.append((list(envelope.rcpt_tos), bytes(envelope.content)))
         return "250 OK"
 
 
@@ -262,10 +263,12 @@ class SmtpSink:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping what it accepts.
 
     ``reply_with = "451 4.3.0 try later"`` makes it refuse messages (temporary failure).
+    ``raw`` keeps each message's bytes as received, for tests that read them as a mail client.
     """
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.raw: list[tuple[list[str], bytes]] = []
         self.lock = threading.Lock()
         self.reply_with = ""
         self.port = free_port()
@@ -274,6 +277,11 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
             return [m for rcpts, m in self.messages if address in rcpts]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        """The messages to ``address`` as the bytes the SMTP client sent (DATA, unstuffed)."""
+        with self.lock:
+            return [raw for rcpts, raw in self.raw if address in rcpts]
 
     def __enter__(self) -> SmtpSink:
         self._controller.start()

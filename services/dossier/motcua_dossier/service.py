@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc, events_pb2
+from motcua.payment.v1 import events_pb2 as payment_events_pb2
 from motcua_dossier import events
 from motcua_dossier.adapters import db
-from motcua_dossier.adapters.grpc_api import DossierApi, dossier_to_proto, role_to_proto
+from motcua_dossier.adapters.grpc_api import DossierApi, dossier_to_proto, fill_names, role_to_proto
 from motcua_dossier.domain.calendar import WorkingCalendar
 from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
 from motcua_dossier.domain.dossier import (
@@ -38,6 +39,7 @@ from motcua_dossier.domain.dossier import (
     dossier_code,
     normalise_text,
 )
+from motcua_dossier.domain.fee import PaymentClaim, PaymentRefusal, payment_refusal
 from motcua_dossier.domain.lifecycle import (
     Transition,
     acting_role,
@@ -48,8 +50,7 @@ from motcua_dossier.domain.lifecycle import (
 from motcua_dossier.domain.workflow import Workflow
 from motcua_dossier.settings import DossierSettings
 from motcua_kit.auth import Principal
-from motcua_kit.consumer import PermanentError
-from motcua_kit.db import transaction
+from motcua_kit.db import on_commit, transaction
 from motcua_kit.envelope import Event
 from motcua_kit.errors import (
     Aborted,
@@ -69,6 +70,11 @@ COMPLETED = Counter(
     "motcua_dossiers_completed_total",
     "Dossiers processed, by agency and outcome (early, on_time, late)",
     ["agency", "outcome"],
+)
+PAYMENTS_REFUSED = Counter(
+    "motcua_dossier_payments_refused_total",
+    "Payment successes kept out of a dossier: not of its own open fee request, by reason",
+    ["reason"],
 )
 TERMINAL = frozenset({Status.NOT_RECEIVED, Status.WITHDRAWN, Status.STOPPED})
 PAYMENT_SERVICE = Actor("motcua-payment", "service", "")
@@ -412,6 +418,7 @@ class DossierService(Service):
     ) -> None:
         outbox = self.context.outbox
         assert outbox is not None
+        fill_names(message, self.catalogue)
         outbox.add(
             session,
             events.TOPIC,
@@ -421,21 +428,80 @@ class DossierService(Service):
         )
 
     # -- reacting to other services ------------------------------------------------------------
-    @event_handler(events.PAYMENT_TOPIC, events.PAYMENT_SUCCEEDED)
-    def on_payment_succeeded(self, event: Event, message: Message | None, session: Session) -> None:
-        """The fee is paid: the dossier leaves "payment required" — once, however often told."""
+    @event_handler(events.PAYMENT_TOPIC, events.PAYMENT_REQUESTED, payment_events_pb2.PaymentEvent)
+    def on_payment_requested(self, event: Event, message: Message | None, session: Session) -> None:
+        """A payment was opened for a dossier: remember it if it is for the fee asked."""
+        claim = _claim(message)
         dossier = self.repository.get(session, event.subject)
-        if dossier is None:
-            raise PermanentError(f"payment succeeded for unknown dossier {event.subject}")
-        if dossier.status != Status.PAYMENT_REQUIRED:
-            log.info(
-                "payment succeeded for %s in state %d: nothing to do",
-                dossier.code,
-                dossier.status,
+        refused = payment_refusal(dossier, claim, announced=True)
+        if refused is not None:
+            log.warning(
+                "payment %s announced for %s not taken: %s",
+                claim.payment_id,
+                event.subject,
+                refused.value,
             )
             return
+        self.repository.add_fee_payment(session, claim, self.clock())
+
+    @event_handler(events.PAYMENT_TOPIC, events.PAYMENT_SUCCEEDED, payment_events_pb2.PaymentEvent)
+    def on_payment_succeeded(self, event: Event, message: Message | None, session: Session) -> None:
+        """The fee is paid: the dossier leaves "payment required", once, and only for a
+        payment of its own open fee request; any other success is refused and recorded."""
+        claim = _claim(message)
+        dossier = self.repository.get(session, event.subject)
+        known = self.repository.fee_payment(session, claim)
+        if known:
+            log.info(
+                "payment %s already settled %s: nothing to do", claim.payment_id, event.subject
+            )
+            return
+        refused = payment_refusal(dossier, claim, announced=known is not None)
+        if refused is not None:
+            self._refuse_payment(session, event, claim, dossier, refused)
+            return
+        assert dossier is not None
         done = self._apply(session, dossier, "pay", PAYMENT_SERVICE, f"payment event {event.id}")
+        self.repository.fee_payment_settled(session, claim.payment_id, self.clock())
         self._count_completion(done)
+
+    def _refuse_payment(
+        self,
+        session: Session,
+        event: Event,
+        claim: PaymentClaim,
+        dossier: Dossier | None,
+        refused: PaymentRefusal,
+    ) -> None:
+        """Keep the payment out of the dossier; count it, log it, and audit it (an event)."""
+        log.error(
+            "payment %s refused for dossier %s: %s (%d VND, agency %s)",
+            claim.payment_id,
+            event.subject,
+            refused.value,
+            claim.amount_vnd,
+            claim.agency_code,
+        )
+        now = self.clock()
+        self._publish(
+            session,
+            events.PAYMENT_REFUSED,
+            event.subject,
+            events_pb2.PaymentRefused(
+                dossier_code=event.subject,
+                agency_code=dossier.agency_code if dossier else "",
+                fee_vnd=(dossier.fee_vnd or 0) if dossier else 0,
+                status=int(dossier.status) if dossier else 0,
+                payment_id=claim.payment_id,
+                payment_agency_code=claim.agency_code,
+                payment_amount_vnd=claim.amount_vnd,
+                payment_event_id=event.id,
+                reason=refused.value,
+                occurred_at=timestamp(now),
+            ),
+            now,
+        )
+        on_commit(session, lambda: PAYMENTS_REFUSED.labels(refused.value).inc())
 
     # -- timers ------------------------------------------------------------------------------
     @timer("deadline_scan_seconds")
@@ -507,6 +573,13 @@ class DossierService(Service):
         if "officer" in principal.roles and principal.agency_code == dossier.agency_code:
             return True
         return "citizen" in principal.roles and principal.citizen_id == dossier.applicant.citizen_id
+
+
+def _claim(message: Message | None) -> PaymentClaim:
+    """What a payment event says of the payment."""
+    assert isinstance(message, payment_events_pb2.PaymentEvent)
+    p = message.payment
+    return PaymentClaim(p.id, p.dossier_code, p.agency_code, p.amount_vnd)
 
 
 def _replace(query: db.DossierQuery, **changes: object) -> db.DossierQuery:

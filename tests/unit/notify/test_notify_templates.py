@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from motcua_notify import events
-from motcua_notify.domain.occurrence import PROVIDED_VARIABLES
+from motcua_notify.domain.notification import Contact
+from motcua_notify.domain.occurrence import PROVIDED_VARIABLES, DossierSnapshot
 from motcua_notify.domain.sms import Encoding, gsm7_segments, to_gsm7
 from motcua_notify.domain.templates import DEFAULT_FILE, TemplateCatalogue, TemplateCatalogueError
 from motcua_notify.settings import NotifySettings
@@ -21,6 +22,8 @@ VALUES = {
     "dossier_code": "PHAICHAU-261129-0042",
     "agency_code": "PHAICHAU",
     "procedure_code": "HT-001",
+    "procedure_name": "Đăng ký khai sinh",
+    "procedure": "Đăng ký khai sinh (HT-001)",
     "applicant_name": "Nguyễn Thị Thu Hà",
     "submitted_date": "29/11/2026",
     "appointment_date": "07/12/2026",
@@ -104,6 +107,29 @@ def test_receipt_renders_code_and_date_in_every_channel() -> None:
     zalo = catalogue.render_zalo(t, VALUES)
     assert zalo.template_id == "motcua-receipt-v1"
     assert zalo.params["appointment_date"] == "07/12/2026"
+
+
+def _snapshot(procedure_name: str) -> DossierSnapshot:
+    return DossierSnapshot(
+        dossier_code="PHAICHAU-261129-0042",
+        agency_code="PHAICHAU",
+        procedure_code="HT-004",
+        status=1,
+        appointment_date="2026-12-07",
+        submitted_date="2026-11-29",
+        contact=Contact("079203004567", "Nguyễn Thị Thu Hà", "0905123456", "thuha@example.vn"),
+        procedure_name=procedure_name,
+    )
+
+
+def test_the_receipt_names_the_procedure_with_its_code_in_brackets() -> None:
+    catalogue = load()
+    t = catalogue.templates["receipt"]
+    named = catalogue.render_email(t, _snapshot("Cấp bản sao trích lục hộ tịch").values())
+    assert "Thủ tục:               Cấp bản sao trích lục hộ tịch (HT-004)\n" in named.body
+    # An event from a dossier service older than the name: the code, as before.
+    unnamed = catalogue.render_email(t, _snapshot("").values())
+    assert "Thủ tục:               HT-004\n" in unnamed.body
 
 
 def test_supplement_sms_cuts_a_long_comment_to_its_declared_length() -> None:

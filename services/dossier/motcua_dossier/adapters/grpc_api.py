@@ -6,16 +6,17 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import grpc
+from google.protobuf.message import Message
 
 from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
-from motcua_dossier.domain.catalogue import Procedure
+from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
 from motcua_dossier.domain.dossier import (
     Applicant,
     Document,
     DocumentInput,
     Dossier,
-    normalise_text,
+    validate_comment,
     validate_submission,
 )
 from motcua_kit.auth import current_principal
@@ -37,11 +38,16 @@ def role_to_proto(role: str) -> common_pb2.Role.ValueType:
     return _ROLE.get(role, common_pb2.ROLE_UNSPECIFIED)
 
 
-def dossier_to_proto(d: Dossier) -> dossier_pb2.Dossier:
-    """The one mapping from the domain dossier to its contract (API and events alike)."""
+def dossier_to_proto(d: Dossier, procedure_name: str = "") -> dossier_pb2.Dossier:
+    """The one mapping from the domain dossier to its contract (API and events alike).
+
+    The dossier knows its procedure by code; the name is the catalogue's
+    (:func:`procedure_name_of`; events get it from :func:`fill_names`).
+    """
     msg = dossier_pb2.Dossier(
         code=d.code,
         procedure_code=d.procedure_code,
+        procedure_name=procedure_name,
         agency_code=d.agency_code,
         applicant=dossier_pb2.Applicant(
             full_name=d.applicant.full_name,
@@ -83,6 +89,22 @@ def dossier_to_proto(d: Dossier) -> dossier_pb2.Dossier:
     return msg
 
 
+def procedure_name_of(catalogue: Catalogue, procedure_code: str) -> str:
+    """The procedure's name, or empty for a code the catalogue no longer has."""
+    try:
+        return catalogue.procedure(procedure_code).name
+    except UnknownProcedure:
+        return ""
+
+
+def fill_names(message: Message, catalogue: Catalogue) -> None:
+    """Fill in the names the catalogue has on the dossier an event carries: its procedure's,
+    which notices show beside the code ("Đăng ký khai sinh (HT-001)")."""
+    dossier = getattr(message, "dossier", None)
+    if isinstance(dossier, dossier_pb2.Dossier) and not dossier.procedure_name:
+        dossier.procedure_name = procedure_name_of(catalogue, dossier.procedure_code)
+
+
 _ONLINE = {"full": dossier_pb2.ONLINE_LEVEL_FULL, "partial": dossier_pb2.ONLINE_LEVEL_PARTIAL}
 
 
@@ -118,6 +140,9 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
     def __init__(self, service: DossierService) -> None:
         self._service = service
 
+    def _dossier(self, d: Dossier) -> dossier_pb2.Dossier:
+        return dossier_to_proto(d, procedure_name_of(self._service.catalogue, d.procedure_code))
+
     def SubmitDossier(
         self, request: dossier_pb2.SubmitDossierRequest, context: grpc.ServicerContext
     ) -> dossier_pb2.SubmitDossierResponse:
@@ -134,22 +159,20 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
             idempotency_key=request.idempotency_key,
         )
         dossier, replayed = self._service.submit(current_principal(), submission)
-        return dossier_pb2.SubmitDossierResponse(
-            dossier=dossier_to_proto(dossier), replayed=replayed
-        )
+        return dossier_pb2.SubmitDossierResponse(dossier=self._dossier(dossier), replayed=replayed)
 
     def GetDossier(
         self, request: dossier_pb2.GetDossierRequest, context: grpc.ServicerContext
     ) -> dossier_pb2.GetDossierResponse:
         dossier = self._service.get(current_principal(), request.code)
-        return dossier_pb2.GetDossierResponse(dossier=dossier_to_proto(dossier))
+        return dossier_pb2.GetDossierResponse(dossier=self._dossier(dossier))
 
     def ListDossiers(
         self, request: dossier_pb2.ListDossiersRequest, context: grpc.ServicerContext
     ) -> dossier_pb2.ListDossiersResponse:
         items, token = self._service.list_dossiers(current_principal(), request)
         return dossier_pb2.ListDossiersResponse(
-            dossiers=[dossier_to_proto(d) for d in items], next_page_token=token
+            dossiers=[self._dossier(d) for d in items], next_page_token=token
         )
 
     def TransitionDossier(
@@ -159,10 +182,10 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
             current_principal(),
             request.code,
             request.action,
-            normalise_text(request.comment),
+            validate_comment("comment", request.comment),
             request.expected_version,
         )
-        return dossier_pb2.TransitionDossierResponse(dossier=dossier_to_proto(dossier))
+        return dossier_pb2.TransitionDossierResponse(dossier=self._dossier(dossier))
 
     def SubmitSupplement(
         self, request: dossier_pb2.SubmitSupplementRequest, context: grpc.ServicerContext
@@ -173,11 +196,11 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
             current_principal(),
             request.code,
             "supplement",
-            normalise_text(request.comment),
+            validate_comment("comment", request.comment),
             request.expected_version,
             documents=_documents(request.documents),
         )
-        return dossier_pb2.SubmitSupplementResponse(dossier=dossier_to_proto(dossier))
+        return dossier_pb2.SubmitSupplementResponse(dossier=self._dossier(dossier))
 
     def WithdrawDossier(
         self, request: dossier_pb2.WithdrawDossierRequest, context: grpc.ServicerContext
@@ -186,10 +209,10 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
             current_principal(),
             request.code,
             "withdraw",
-            normalise_text(request.reason),
+            validate_comment("reason", request.reason),
             request.expected_version,
         )
-        return dossier_pb2.WithdrawDossierResponse(dossier=dossier_to_proto(dossier))
+        return dossier_pb2.WithdrawDossierResponse(dossier=self._dossier(dossier))
 
     def ListProcedures(
         self, request: dossier_pb2.ListProceduresRequest, context: grpc.ServicerContext

@@ -114,12 +114,14 @@ opt_outs = Table(
 
 # The latest of each dossier notify has seen (for events that name a dossier but not its
 # applicant, e.g. payment events). Personal data: kept in notify's own database only.
+PROCEDURE_NAME_CHARS = 300
 dossier_snapshots = Table(
     "dossier_snapshots",
     metadata,
     Column("dossier_code", String(40), primary_key=True),
     Column("agency_code", String(20), nullable=False),
     Column("procedure_code", String(40), nullable=False),
+    Column("procedure_name", String(PROCEDURE_NAME_CHARS), nullable=False, server_default=""),
     Column("status", Integer, nullable=False),
     Column("appointment_date", String(10), nullable=False),
     Column("submitted_date", String(10), nullable=False),
@@ -486,6 +488,7 @@ class NotificationRepository:
         values = {
             "agency_code": snapshot.agency_code,
             "procedure_code": snapshot.procedure_code,
+            "procedure_name": snapshot.procedure_name[:PROCEDURE_NAME_CHARS],
             "status": snapshot.status,
             "appointment_date": snapshot.appointment_date[:10],
             "submitted_date": snapshot.submitted_date[:10],
@@ -514,6 +517,7 @@ class NotificationRepository:
             appointment_date=row.appointment_date,
             submitted_date=row.submitted_date,
             contact=Contact(row.citizen_id, row.full_name, row.phone, row.email),
+            procedure_name=row.procedure_name,
         )
 
 

@@ -29,6 +29,7 @@ def snapshot_of(dossier: dossier_pb2.Dossier, tz: ZoneInfo) -> DossierSnapshot:
         appointment_date=dossier.appointment_date,
         submitted_date=submitted,
         contact=Contact(a.citizen_id, a.full_name, a.phone, a.email),
+        procedure_name=dossier.procedure_name,
     )
 
 

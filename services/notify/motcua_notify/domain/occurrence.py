@@ -28,6 +28,8 @@ BASE_VARIABLES = frozenset(
         "dossier_code",
         "agency_code",
         "procedure_code",
+        "procedure_name",
+        "procedure",
         "applicant_name",
         "appointment_date",
         "submitted_date",
@@ -63,12 +65,23 @@ class DossierSnapshot:
     appointment_date: str  # YYYY-MM-DD
     submitted_date: str  # YYYY-MM-DD (local)
     contact: Contact
+    procedure_name: str = ""  # empty from a dossier service older than the field
+
+    @property
+    def procedure(self) -> str:
+        """How a notice names the procedure: "Đăng ký khai sinh (HT-001)", the code alone
+        when the event did not bring the name."""
+        if not (self.procedure_name and self.procedure_code):
+            return self.procedure_name or self.procedure_code
+        return f"{self.procedure_name} ({self.procedure_code})"
 
     def values(self) -> dict[str, str]:
         return {
             "dossier_code": self.dossier_code,
             "agency_code": self.agency_code,
             "procedure_code": self.procedure_code,
+            "procedure_name": self.procedure_name,
+            "procedure": self.procedure,
             "applicant_name": self.contact.full_name,
             "appointment_date": format_date(self.appointment_date),
             "submitted_date": format_date(self.submitted_date),

@@ -185,6 +185,7 @@ class Dossier(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     OVERDUE_FIELD_NUMBER: _builtins.int
     ORIGINAL_APPOINTMENT_DATE_FIELD_NUMBER: _builtins.int
+    PROCEDURE_NAME_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """<AGENCY>-<YYMMDD>-<NNNN>, per-agency daily sequence."""
     procedure_code: _builtins.str
@@ -201,6 +202,10 @@ class Dossier(_message.Message):
     """True once the appointment passed before a result; appointment_date is then the new date."""
     original_appointment_date: _builtins.str
     """The appointment date first promised at receipt, YYYY-MM-DD."""
+    procedure_name: _builtins.str
+    """The procedure's name in the catalogue (tên thủ tục), e.g. "Đăng ký khai sinh", as notices
+    show it beside procedure_code. Empty from publishers older than this field: show the code.
+    """
     @_builtins.property
     def applicant(self) -> Global___Applicant: ...
     @_builtins.property
@@ -236,10 +241,11 @@ class Dossier(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         overdue: _builtins.bool = ...,
         original_appointment_date: _builtins.str = ...,
+        procedure_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "applicant", b"applicant", "completed_at", b"completed_at", "fee_vnd", b"fee_vnd", "received_at", b"received_at", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "agency_code", b"agency_code", "applicant", b"applicant", "appointment_date", b"appointment_date", "channel", b"channel", "code", b"code", "completed_at", b"completed_at", "documents", b"documents", "fee_vnd", b"fee_vnd", "original_appointment_date", b"original_appointment_date", "overdue", b"overdue", "procedure_code", b"procedure_code", "received_at", b"received_at", "status", b"status", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd", "agency_code", b"agency_code", "applicant", b"applicant", "appointment_date", b"appointment_date", "channel", b"channel", "code", b"code", "completed_at", b"completed_at", "documents", b"documents", "fee_vnd", b"fee_vnd", "original_appointment_date", b"original_appointment_date", "overdue", b"overdue", "procedure_code", b"procedure_code", "procedure_name", b"procedure_name", "received_at", b"received_at", "status", b"status", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__fee_vnd: _TypeAlias = _typing.Literal["fee_vnd"]  # noqa: Y015
     _WhichOneofArgType__fee_vnd: _TypeAlias = _typing.Literal["_fee_vnd", b"_fee_vnd"]  # noqa: Y015

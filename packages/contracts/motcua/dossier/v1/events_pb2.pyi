@@ -139,3 +139,68 @@ class DossierDeadline(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DossierDeadline: _TypeAlias = DossierDeadline  # noqa: Y015
+
+@_typing.final
+class PaymentRefused(_message.Message):
+    """CloudEvents type vn.motcua.dossier.payment_refused.v1: a payment success that the dossier
+    service did not accept, because it does not match the dossier's own open fee request
+    (payment id, amount, agency). The dossier did not move and stays payable for its citizen;
+    the money it names needs an officer's look (refund it, or settle it by hand). See
+    docs/runbooks/dossier-payment-refused.md.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_CODE_FIELD_NUMBER: _builtins.int
+    AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    FEE_VND_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_AGENCY_CODE_FIELD_NUMBER: _builtins.int
+    PAYMENT_AMOUNT_VND_FIELD_NUMBER: _builtins.int
+    PAYMENT_EVENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    dossier_code: _builtins.str
+    """The dossier the payment event was keyed by."""
+    agency_code: _builtins.str
+    """The dossier's own agency (empty when the dossier is unknown)."""
+    fee_vnd: _builtins.int
+    """The dossier's own fee in VND (0 when unknown or free)."""
+    status: _dossier_pb2.DossierStatus.ValueType
+    """The dossier's status when the payment came (unspecified when unknown)."""
+    payment_id: _builtins.str
+    """The payment id the refused event named."""
+    payment_agency_code: _builtins.str
+    """The agency the refused event named."""
+    payment_amount_vnd: _builtins.int
+    """The amount in VND the refused event named."""
+    payment_event_id: _builtins.str
+    """The ce_id of the refused payment event."""
+    reason: _builtins.str
+    """Why: unknown_dossier, other_dossier, no_fee, not_requested, agency, amount, unknown_payment."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the dossier service refused it."""
+
+    def __init__(
+        self,
+        *,
+        dossier_code: _builtins.str = ...,
+        agency_code: _builtins.str = ...,
+        fee_vnd: _builtins.int = ...,
+        status: _dossier_pb2.DossierStatus.ValueType = ...,
+        payment_id: _builtins.str = ...,
+        payment_agency_code: _builtins.str = ...,
+        payment_amount_vnd: _builtins.int = ...,
+        payment_event_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "dossier_code", b"dossier_code", "fee_vnd", b"fee_vnd", "occurred_at", b"occurred_at", "payment_agency_code", b"payment_agency_code", "payment_amount_vnd", b"payment_amount_vnd", "payment_event_id", b"payment_event_id", "payment_id", b"payment_id", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentRefused: _TypeAlias = PaymentRefused  # noqa: Y015

@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import smtplib
-from email.headerregistry import Address
+from email.header import Header
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import formatdate
 
 from motcua_notify.adapters.channels.base import Timer, short
 from motcua_notify.domain.notification import Notification, SendResult, Verdict
 from motcua_notify.domain.states import Channel
+
+
+class _SpaceKeepingHeader(BaseHeader):
+    """A header whose non-ASCII text is folded into encoded words that keep every space.
+
+    Python 3.11's folder joins words into encoded words one at a time; where a word starts
+    a new encoded word after a fold, it can leave the space before that word outside, between
+    two encoded words, where RFC 2047 (6.2) has every reader drop it: "…0005 —hẹn trả…"
+    (CPython gh-92081, gh-144156; docs/adr/0036). Unstructured text (Subject, X-…) goes to
+    the standard library's own RFC 2047 encoder, :class:`email.header.Header`, which cuts by
+    characters and keeps spaces inside the encoded words. ASCII text and structured headers
+    (addresses, dates, ids) keep the policy's folding.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        text = str(self)
+        if not isinstance(self, UnstructuredHeader) or text.isascii():
+            return str(super().fold(policy=policy))
+        width = policy.max_line_length or 0  # 0: never fold
+        encoded = Header(text, "utf-8", maxlinelen=width, header_name=self.name)
+        return f"{self.name}: {encoded.encode(linesep=policy.linesep)}{policy.linesep}"
+
+
+# The SMTP policy (CRLF, 78 columns), with unstructured headers folded as above.
+POLICY = SMTP.clone(header_factory=HeaderRegistry(base_class=_SpaceKeepingHeader))
 
 
 class SmtpEmail:
@@ -47,7 +73,7 @@ class SmtpEmail:
         self._domain = sender.rpartition("@")[2] or "motcua.local"
 
     def message(self, notification: Notification) -> EmailMessage:
-        msg = EmailMessage(policy=SMTP)
+        msg = EmailMessage(policy=POLICY)
         local, _, domain = self.sender.rpartition("@")
         msg["From"] = Address(self.sender_name, local, domain)
         msg["To"] = notification.recipient
