@@ -22,7 +22,9 @@ What tests (and the demo) use instead of a browser — the ``/sandbox/api`` endp
 * ``PUT /sandbox/api/faults`` ``{"refund": "" | "decline" | "error", "query": "" | "error"}``;
 * ``GET /sandbox/api/transactions/<merchant>/<txn_ref>`` → the transaction as JSON.
 
-State is in memory: a sandbox forgets everything when it stops.
+State is in memory: a sandbox forgets everything when it stops. Its transaction numbers
+(``vnp_TransactionNo``, the merchant's replay nonce) still never repeat across restarts: they
+count up from the wall clock in microseconds, as a real gateway's never restart at 1.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -118,6 +121,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _first_number() -> int:
+    """Where this run's transaction numbers start: microseconds since the epoch.
+
+    The payment service remembers every transaction number it applied, for good, and refuses a
+    repeat as a replay. A counter restarting at a constant made the second ``make run`` fail;
+    one started from the clock stays above every number an earlier run issued unless that run
+    issued more than a million a second (the wall clock, not the injectable ``clock``, because
+    a test's frozen clock must not make two runs collide).
+    """
+    return time.time_ns() // 1000
+
+
 class SandboxGateway:
     """The gateway's behaviour, and the HTTP server in front of it."""
 
@@ -129,12 +144,13 @@ class SandboxGateway:
         *,
         clock: Callable[[], datetime] = _now,
         ipn_timeout: float = 10.0,
+        first_number: int | None = None,
     ) -> None:
         self.merchants: dict[str, Merchant] = {m.code: m for m in merchants}
         self.transactions: dict[tuple[str, str], SandboxTransaction] = {}
         self.faults = Faults()
         self._refunds: dict[tuple[str, str], dict[str, str]] = {}
-        self._numbers = itertools.count(14_000_001)
+        self._numbers = itertools.count(_first_number() if first_number is None else first_number)
         self._clock = clock
         self._lock = threading.RLock()
         self._http = httpx.Client(timeout=ipn_timeout)
