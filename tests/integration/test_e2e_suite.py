@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -257,3 +258,91 @@ def test_the_dashboard_uses_only_metrics_the_running_services_expose(suite: Suit
     referenced = {m for e in exprs for m in re.findall(r"\bmotcua_[a-z0-9_]+\b", e)}
     assert referenced, "the dashboard queries no motcua metric"
     assert referenced <= exposed, sorted(referenced - exposed)
+
+
+def test_a_fee_is_paid_once_in_full_for_its_own_dossier(suite: Suite) -> None:
+    """The payment abuses found by trying the running suite as an attacker (issue 14): each
+    is refused, and neither dossier moves nor is its citizen told of a payment until the
+    citizen pays the dossier's own fee in full."""
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    stp = suite.dossiers("officer", agency="STP")
+    phaichau = suite.dossiers("officer", agency="PHAICHAU")
+    mail_a, mail_b = unique_email(), unique_email()
+    # A PHAICHAU dossier whose fee is 2,000 VND, and an STP one whose fee is 8,000 VND.
+    a = citizen.submit(submit_request("CT-001", f"fa-{uuid.uuid4()}", email=mail_a)).dossier
+    a = transition(phaichau, transition(phaichau, a, "receive"), "request_payment")
+    b = citizen.submit(submit_request("HT-004", f"fb-{uuid.uuid4()}", email=mail_b)).dossier
+    b = transition(stp, transition(stp, b, "receive"), "request_payment")
+    _told(suite, mail_a, "đề nghị nộp phí 2.000")
+    _told(suite, mail_b, "đề nghị nộp phí 8.000")
+    admin = suite.token("admin")
+    anyone = suite.dossiers("admin")
+
+    with suite.channel("payment") as channel:
+        payments = payment_pb2_grpc.PaymentServiceStub(channel)
+
+        def call(method: str, request: object, token: str) -> object:
+            metadata = [("authorization", f"Bearer {token}")]
+            return getattr(payments, method)(request, metadata=metadata, timeout=10)
+
+        def listed(code: str) -> list[payment_pb2.Payment]:
+            request = payment_pb2.ListPaymentsRequest(dossier_code=code)
+            return list(call("ListPayments", request, admin).payments)  # type: ignore[attr-defined]
+
+        def refused(method: str, request: object, token: str) -> grpc.StatusCode:
+            with pytest.raises(grpc.RpcError) as err:
+                call(method, request, token)
+            return err.value.code()
+
+        [auto_a] = wait_for(lambda: listed(a.code), 60, 0.2, "dossier A's payment")
+        [auto_b] = wait_for(lambda: listed(b.code), 60, 0.2, "dossier B's payment")
+        stp_officer = suite.token("officer", agency="STP")
+
+        def create(code: str, amount: int, agency: str = "STP") -> payment_pb2.CreatePaymentRequest:
+            return payment_pb2.CreatePaymentRequest(
+                dossier_code=code,
+                agency_code=agency,
+                amount_vnd=amount,
+                idempotency_key=uuid.uuid4().hex,
+            )
+
+        # 1. An officer of STP pays 1 VND for PHAICHAU's dossier, or cancels its payment.
+        assert refused("CreatePayment", create(a.code, 1), stp_officer) == (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+        cancel_a = payment_pb2.CancelPaymentRequest(payment_id=auto_a.id, reason="x")
+        assert refused("CancelPayment", cancel_a, stp_officer) == grpc.StatusCode.NOT_FOUND
+        # 2. Within STP: cancel the open 8,000 VND payment, then ask for 1 VND.
+        cancel_b = payment_pb2.CancelPaymentRequest(payment_id=auto_b.id, reason="abuse")
+        call("CancelPayment", cancel_b, stp_officer)
+        assert refused("CreatePayment", create(b.code, 1), stp_officer) == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+        # 3. 5,000,000 VND for a dossier that does not exist.
+        ghost = create("STP-991231-5977", 5_000_000)
+        assert refused("CreatePayment", ghost, stp_officer) == grpc.StatusCode.NOT_FOUND
+        assert listed("STP-991231-5977") == []
+        assert [p.amount_vnd for p in listed(a.code)] == [2_000]
+        assert [p.amount_vnd for p in listed(b.code)] == [8_000]
+        for code in (a.code, b.code):
+            assert anyone.get(code).status == dossier_pb2.DOSSIER_STATUS_PAYMENT_REQUIRED
+
+        # The citizens pay their own fees, in full: A's open payment, B's recreated one
+        # (created without an amount: the dossier's fee).
+        again = call("CreatePayment", create(b.code, 0, agency=""), stp_officer).payment  # type: ignore[attr-defined]
+        assert again.amount_vnd == 8_000
+        with SandboxClient(suite.sandbox.url) as gateway:
+            gateway.pay(auto_a.redirect_url)
+            gateway.pay(again.redirect_url)
+    for code in (a.code, b.code):
+        wait_for(
+            lambda code=code: anyone.get(code).status == dossier_pb2.DOSSIER_STATUS_PROCESSING,
+            60,
+            0.2,
+            f"{code} paid by its own fee",
+        )
+    _told(suite, mail_a, "đã nhận thanh toán 2.000")
+    _told(suite, mail_b, "đã nhận thanh toán 8.000")
+    for mail in (mail_a, mail_b):
+        paid = [s for s in _subjects(suite, mail) if "đã nhận thanh toán" in s]
+        assert len(paid) == 1, paid

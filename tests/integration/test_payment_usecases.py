@@ -267,7 +267,7 @@ def test_a_fee_bearing_dossier_gets_one_payment_a_free_one_none(world: World) ->
 def test_an_unusable_event_is_poison(world: World) -> None:
     with pytest.raises(PermanentError, match="citizen_id"):
         handle(world, payment_requested_event("SXD-260316-0010", "SXD", 1_000, citizen_id="1"))
-    with pytest.raises(PermanentError, match="dossier.fee_vnd"):
+    with pytest.raises(PermanentError, match=r"dossier\.fee_vnd"):
         handle(world, payment_requested_event("SXD-260316-0011", "SXD", -5))
     assert world.count(db.payments) == 0
 

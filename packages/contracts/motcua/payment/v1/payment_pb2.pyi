@@ -297,14 +297,19 @@ class CreatePaymentRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     dossier_code: _builtins.str
     agency_code: _builtins.str
+    """Optional: empty for the dossier's agency; if set, it must be the dossier's."""
     amount_vnd: _builtins.int
-    """The procedure's fee from the catalogue, whole đồng, > 0."""
+    """Optional: 0 for the dossier's fee; if set, it must be the fee the dossier asked for."""
     description: _builtins.str
     """Shown to the payer; default "Lệ phí hồ sơ <dossier code>"."""
     idempotency_key: _builtins.str
     """Client-chosen key (at most 128 printable ASCII characters) making retries safe."""
     @_builtins.property
-    def payer(self) -> Global___Payer: ...
+    def payer(self) -> Global___Payer:
+        """Optional: the payer is the dossier's applicant; if payer.citizen_id is set it must be
+        the applicant's. Other payer fields are not read.
+        """
+
     def __init__(
         self,
         *,

@@ -71,8 +71,11 @@ class PaymentServiceServicer:
         Idempotent on idempotency_key (scoped to the caller): the same key and body return the
         same payment (replayed = true); the same key with another body is refused with
         ALREADY_EXISTS. A dossier has at most one open payment at a time (FAILED_PRECONDITION).
-        Officers (their agency), admins and services; a citizen only to pay again for their own
-        dossier after an earlier payment failed, expired or was cancelled, for the same amount.
+        The payment is for the dossier's own open fee request, as the dossier service's events
+        stated it: amount, agency and payer are taken from it, never from the caller (ADR 0022).
+        NOT_FOUND for a dossier the service never heard of; FAILED_PRECONDITION while the
+        dossier is not in "payment required". Officers (their agency), admins and services; a
+        citizen for their own dossier.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

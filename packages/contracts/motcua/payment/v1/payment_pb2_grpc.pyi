@@ -38,8 +38,11 @@ class PaymentServiceStub:
     Idempotent on idempotency_key (scoped to the caller): the same key and body return the
     same payment (replayed = true); the same key with another body is refused with
     ALREADY_EXISTS. A dossier has at most one open payment at a time (FAILED_PRECONDITION).
-    Officers (their agency), admins and services; a citizen only to pay again for their own
-    dossier after an earlier payment failed, expired or was cancelled, for the same amount.
+    The payment is for the dossier's own open fee request, as the dossier service's events
+    stated it: amount, agency and payer are taken from it, never from the caller (ADR 0022).
+    NOT_FOUND for a dossier the service never heard of; FAILED_PRECONDITION while the
+    dossier is not in "payment required". Officers (their agency), admins and services; a
+    citizen for their own dossier.
     """
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]
     """One payment. Citizens see only payments of their own dossiers, officers their agency's."""
@@ -65,8 +68,11 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     Idempotent on idempotency_key (scoped to the caller): the same key and body return the
     same payment (replayed = true); the same key with another body is refused with
     ALREADY_EXISTS. A dossier has at most one open payment at a time (FAILED_PRECONDITION).
-    Officers (their agency), admins and services; a citizen only to pay again for their own
-    dossier after an earlier payment failed, expired or was cancelled, for the same amount.
+    The payment is for the dossier's own open fee request, as the dossier service's events
+    stated it: amount, agency and payer are taken from it, never from the caller (ADR 0022).
+    NOT_FOUND for a dossier the service never heard of; FAILED_PRECONDITION while the
+    dossier is not in "payment required". Officers (their agency), admins and services; a
+    citizen for their own dossier.
     """
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]  # type: ignore[assignment]
     """One payment. Citizens see only payments of their own dossiers, officers their agency's."""
@@ -95,8 +101,11 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         Idempotent on idempotency_key (scoped to the caller): the same key and body return the
         same payment (replayed = true); the same key with another body is refused with
         ALREADY_EXISTS. A dossier has at most one open payment at a time (FAILED_PRECONDITION).
-        Officers (their agency), admins and services; a citizen only to pay again for their own
-        dossier after an earlier payment failed, expired or was cancelled, for the same amount.
+        The payment is for the dossier's own open fee request, as the dossier service's events
+        stated it: amount, agency and payer are taken from it, never from the caller (ADR 0022).
+        NOT_FOUND for a dossier the service never heard of; FAILED_PRECONDITION while the
+        dossier is not in "payment required". Officers (their agency), admins and services; a
+        citizen for their own dossier.
         """
 
     @_abc_1.abstractmethod
