@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -346,3 +347,42 @@ def test_a_fee_is_paid_once_in_full_for_its_own_dossier(suite: Suite) -> None:
     for mail in (mail_a, mail_b):
         paid = [s for s in _subjects(suite, mail) if "đã nhận thanh toán" in s]
         assert len(paid) == 1, paid
+
+
+def test_the_pay_link_in_the_sms_reaches_the_gateways_payment_page(suite: Suite) -> None:
+    """The SMS carries the short pay link whole; following it (as the citizen's phone would)
+    lands on the gateway's payment page for the dossier's fee; once paid, it leads nowhere."""
+    phone = "09" + uuid.uuid4().int.__str__()[:8]
+    citizen = suite.dossiers("citizen", citizen_id=CITIZEN_ID)
+    officer = suite.dossiers("officer", agency="STP")
+    d = citizen.submit(submit_request("HT-004", f"sms-{uuid.uuid4()}", phone=phone)).dossier
+    d = transition(officer, transition(officer, d, "receive"), "request_payment")
+
+    def pay_sms() -> str | None:
+        for provider in (suite.sms_a, suite.sms_b):
+            for message in provider.messages_to("84" + phone[1:]):
+                if d.code in message["text"] and "Thanh toan tai:" in message["text"]:
+                    return str(message["text"])
+        return None
+
+    text = wait_for(pay_sms, 60, 0.2, "the payment SMS")
+    assert len(text) <= 2 * 153, text  # two GSM-7 segments at most
+    [link] = [w for w in text.split() if w.startswith("http")]
+    assert "/p/" in link and not link.endswith(("...", "…")), text
+    page = httpx.get(link, follow_redirects=True, timeout=10)
+    assert page.status_code == 200, page.text
+    assert page.url.host == "127.0.0.1" and str(page.url).startswith(suite.sandbox.url)
+    assert "vnp_Amount=800000" in str(page.url)  # 8,000 VND, in the gateway's × 100
+    first = httpx.get(link, timeout=10)
+    assert first.status_code in (302, 303) and first.headers["location"].startswith(
+        suite.sandbox.url
+    )
+    with SandboxClient(suite.sandbox.url) as gateway:
+        gateway.pay(first.headers["location"])
+    wait_for(
+        lambda: officer.get(d.code).status == dossier_pb2.DOSSIER_STATUS_PROCESSING,
+        60,
+        0.2,
+        "the dossier paid",
+    )
+    assert httpx.get(link, timeout=10).status_code == 410  # paid: the link is spent

@@ -671,3 +671,17 @@ def test_a_citizen_pays_only_their_own_dossiers_fee(world: World) -> None:
         world.service.create_payment(OTHER_CITIZEN, fee(code), "k")
     mine, _ = world.service.create_payment(CITIZEN, fee(code), "k")
     assert mine.amount_vnd == 8_000
+
+
+def test_the_short_pay_link_leads_to_the_gateway_only_while_the_payment_is_open(
+    world: World,
+) -> None:
+    payment = world.create()
+    assert payment.pay_url == f"{world.callback_url}/p/{payment.pay_token}"
+    assert len(payment.pay_url) < 60 < len(payment.redirect_url)
+    answer = httpx.get(payment.pay_url, timeout=10)
+    assert answer.status_code == 303 and answer.headers["location"] == payment.redirect_url
+    for bad in ("nope", "A" * 12, "../../etc/passwd"):
+        assert httpx.get(f"{world.callback_url}/p/{bad}", timeout=10).status_code == 404
+    world.clock.shift = timedelta(seconds=901)  # past the payment's expiry
+    assert httpx.get(payment.pay_url, timeout=10).status_code == 410

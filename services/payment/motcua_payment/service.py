@@ -83,8 +83,10 @@ from motcua_payment.domain.payment import (
     Refund,
     cancel_reason,
     new_id,
+    new_pay_token,
     normalise_text,
     receipt_number,
+    valid_pay_token,
     validate_agency_code,
     validate_amount,
     validate_dossier_code,
@@ -245,7 +247,11 @@ class PaymentService(Service):
         if self._callbacks is None:
             s = self.settings
             self._callbacks = CallbackServer(
-                s.bind_host, s.callback_port, self.handle_notification, self.handle_return
+                s.bind_host,
+                s.callback_port,
+                self.handle_notification,
+                self.handle_return,
+                self.handle_pay_link,
             ).start()
             log.info("payment callbacks listening", extra={"callback_port": self._callbacks.port})
         return self._callbacks
@@ -591,6 +597,19 @@ class PaymentService(Service):
             return callback_http.redirect(f"{portal}{'&' if '?' in portal else '?'}{query_string}")
         return callback_http.result_page(payment)
 
+    def handle_pay_link(self, token: str, client: str = "") -> HttpAnswer:
+        """The short link an SMS carries: on to the gateway's page while the payment is open."""
+        payment = None
+        if valid_pay_token(token):
+            with self.context.sessions() as session:
+                payment = self.repository.by_pay_token(session, token)
+        if payment is None:
+            return callback_http.unknown_link_page()
+        target = payment.pay_link_target(self.clock())
+        if target is None:
+            return callback_http.expired_link_page(payment)
+        return callback_http.redirect(target)
+
     def _known_payment(self, gateway: Gateway, reference: str) -> Payment:
         payment = None
         try:
@@ -744,7 +763,10 @@ class PaymentService(Service):
         self.repository.add(session, payment, scope, fingerprint)
         self._record(session, payment.id, None, None, payment.state, origin, actor, now)
         return_url = f"{s.callback_base()}/payment/{gateway.name}/return"
-        started = payment.started(gateway.redirect_url(payment, return_url))
+        token = new_pay_token()
+        started = payment.started(
+            gateway.redirect_url(payment, return_url), token, f"{s.callback_base()}/p/{token}"
+        )
         self._change(session, payment, started, Trigger.START, origin, actor, now)
         return started
 

@@ -84,8 +84,10 @@ def test_every_shipped_sms_fits_its_limit_without_diacritics_at_its_longest(name
     assert worst.gsm7_segments <= min(template.sms.max_segments, LIMIT)
     assert worst.gsm7_text == to_gsm7(worst.gsm7_text)  # already pure GSM-7
     assert gsm7_segments(worst.gsm7_text) == worst.gsm7_segments
-    # A real rendering is within the worst case, also with over-long values.
-    long_values = {k: v * 20 for k, v in VALUES.items()}
+    # A real rendering is within the worst case, also with over-long values (but links,
+    # which are never cut: their source keeps them within their declared length).
+    links = {v.name for v in catalogue.variables.values() if v.link}
+    long_values = {k: v if k in links else v * 20 for k, v in VALUES.items()}
     for values in (VALUES, long_values):
         sms = catalogue.render_sms(template, values)
         assert sms.gsm7_segments <= worst.gsm7_segments
@@ -130,6 +132,25 @@ def test_the_receipt_names_the_procedure_with_its_code_in_brackets() -> None:
     # An event from a dossier service older than the name: the code, as before.
     unnamed = catalogue.render_email(t, _snapshot("").values())
     assert "Thủ tục:               HT-004\n" in unnamed.body
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://127.0.0.1:8103/p/Zq3_k9-AbC12",  # the short pay link
+        # A gateway URL from a payment service without short links: long, still whole.
+        "http://127.0.0.1:8090/paymentv2/vpcpay.html?vnp_Amount=800000&vnp_Command=pay"
+        "&vnp_TxnRef=3f1c2b7e9a0d4c5b8e6f7a1b2c3d4e5f&vnp_SecureHash=" + "ab" * 64,
+    ],
+)
+def test_a_pay_link_is_never_cut_in_any_channel(link: str) -> None:
+    catalogue = load()
+    t = catalogue.templates["payment_required"]
+    values = {**VALUES, "amount": "8.000", "payment_link": link}
+    sms = catalogue.render_sms(t, values)
+    assert sms.gsm7_text.endswith(link) and sms.unicode_text.endswith(link)
+    assert link in catalogue.render_email(t, values).body
+    assert catalogue.render_zalo(t, values).params["payment_link"] == link
 
 
 def test_supplement_sms_cuts_a_long_comment_to_its_declared_length() -> None:

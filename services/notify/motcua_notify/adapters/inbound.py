@@ -94,8 +94,10 @@ def payment_snapshot(
 def payment_extra(payment: payment_pb2.Payment) -> dict[str, str]:
     """Amount (VND, 1.250.000), pay link and receipt number, as far as the payment has them."""
     out = {"amount": format_vnd(payment.amount_vnd)}
-    if payment.redirect_url:
-        out["payment_link"] = payment.redirect_url
+    # The short pay link (fits an SMS); the gateway's own URL only from a payment service
+    # that does not issue one yet. Links are never cut (templates.yaml: link: true).
+    if payment.pay_url or payment.redirect_url:
+        out["payment_link"] = payment.pay_url or payment.redirect_url
     if payment.HasField("receipt") and payment.receipt.number:
         out["receipt_number"] = payment.receipt.number
     return out

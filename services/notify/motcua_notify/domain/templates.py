@@ -38,6 +38,9 @@ class Variable:
     name: str
     sms_max_length: int
     description: str = ""
+    #: A link is never cut (a cut URL leads nowhere): ``sms_max_length`` is then the length
+    #: the segment check assumes, and the value must be made short at its source.
+    link: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,10 +178,14 @@ class TemplateCatalogue:
         assert template.sms is not None
         limits = {v.name: v.sms_max_length for v in self.variables.values()}
         unicode_values = {
-            k: _cut(_nfc(v), limits.get(k, MAX_VALUE_CHARS), ELLIPSIS) for k, v in values.items()
+            k: self._cut(k, _nfc(v), limits.get(k, MAX_VALUE_CHARS), ELLIPSIS)
+            for k, v in values.items()
         }
+        links = {v.name for v in self.variables.values() if v.link}
         gsm_values = {
-            k: _cut(plain_gsm7(v), limits.get(k, MAX_VALUE_CHARS), "...") for k, v in values.items()
+            # A link keeps every character: a plainer "~" or "|" would lead elsewhere.
+            k: v if k in links else _cut(plain_gsm7(v), limits.get(k, MAX_VALUE_CHARS), "...")
+            for k, v in values.items()
         }
         unicode_text = _one_line(self._render(template.sms.body, unicode_values))
         gsm_text = to_gsm7(_one_line(self._render(template.sms.body, gsm_values)))
@@ -206,7 +213,11 @@ class TemplateCatalogue:
         ]
 
     def _unicode_values(self, values: Mapping[str, str]) -> dict[str, str]:
-        return {k: _cut(_nfc(v), MAX_VALUE_CHARS, ELLIPSIS) for k, v in values.items()}
+        return {k: self._cut(k, _nfc(v), MAX_VALUE_CHARS, ELLIPSIS) for k, v in values.items()}
+
+    def _cut(self, name: str, value: str, limit: int, ellipsis: str) -> str:
+        variable = self.variables.get(name)
+        return value if variable is not None and variable.link else _cut(value, limit, ellipsis)
 
     def _render(self, source: str, context: Mapping[str, str]) -> str:
         return self._env.from_string(source).render(**context)
@@ -255,7 +266,10 @@ def _variables(raw: Any) -> dict[str, Variable]:
             raise TemplateCatalogueError(
                 f"variable {name!r}: sms_max_length must be an integer 1..{MAX_VALUE_CHARS}"
             )
-        out[str(name)] = Variable(str(name), length, str(spec.get("description", "")))
+        link = spec.get("link", False)
+        if not isinstance(link, bool):
+            raise TemplateCatalogueError(f"variable {name!r}: link must be true or false")
+        out[str(name)] = Variable(str(name), length, str(spec.get("description", "")), link)
     return out
 
 

@@ -1,5 +1,6 @@
 """The HTTP endpoint gateways call: ``GET /payment/<gateway>/ipn`` (server-to-server
-notification) and ``GET /payment/<gateway>/return`` (the payer's browser coming back).
+notification) and ``GET /payment/<gateway>/return`` (the payer's browser coming back); and
+``GET /p/<token>``, the short pay link an SMS carries (a redirect to the gateway's page).
 
 Only translation happens here; what a callback means is the service's business
 (:meth:`PaymentService.handle_notification`, :meth:`PaymentService.handle_return`).
@@ -25,6 +26,8 @@ _tracer = trace.get_tracer("motcua.payment.callbacks")
 
 #: (gateway name, raw query string, client address) → answer
 CallbackHandler = Callable[[str, str, str], HttpAnswer]
+#: (pay link token, client address) → answer
+PayLinkHandler = Callable[[str, str], HttpAnswer]
 MAX_QUERY = 8 * 1024
 
 
@@ -47,6 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
         segments = parts.path.strip("/").split("/")
         if parts.path == "/healthz":
             self._answer(HttpAnswer(200, "text/plain", b"ok\n"))
+            return
+        if len(segments) == 2 and segments[0] == "p" and not parts.query:
+            self._pay_link(segments[1])
             return
         if len(segments) != 3 or segments[0] != "payment" or segments[2] not in ("ipn", "return"):
             self._answer(HttpAnswer(404, "text/plain", b"not found\n"))
@@ -71,6 +77,21 @@ class _Handler(BaseHTTPRequestHandler):
             span.set_attribute("http.response.status_code", answer.status)
         self._answer(answer)
 
+    def _pay_link(self, token: str) -> None:
+        with _tracer.start_as_current_span(
+            "GET /p/{token}",
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": "GET", "http.route": "/p/{token}"},
+        ) as span:
+            try:
+                answer = self.server.paylink(token, self.client_address[0])
+            except Exception as exc:
+                log.exception("pay link handling failed")
+                span.record_exception(exc)
+                answer = HttpAnswer(500, "text/plain", b"internal error\n")
+            span.set_attribute("http.response.status_code", answer.status)
+        self._answer(answer)
+
     def log_message(self, format: str, *args: object) -> None:
         return  # the query string holds the signature: never write it to the access log
 
@@ -81,17 +102,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, addr: tuple[str, int], ipn: CallbackHandler, ret: CallbackHandler) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        ipn: CallbackHandler,
+        ret: CallbackHandler,
+        paylink: PayLinkHandler,
+    ) -> None:
         super().__init__(addr, _Handler)
         self.ipn = ipn
         self.ret = ret
+        self.paylink = paylink
 
 
 class CallbackServer:
     """The callback endpoint in a daemon thread; ``stop`` finishes the request in hand."""
 
-    def __init__(self, host: str, port: int, ipn: CallbackHandler, ret: CallbackHandler) -> None:
-        self._server = _Server((host, port), ipn, ret)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ipn: CallbackHandler,
+        ret: CallbackHandler,
+        paylink: PayLinkHandler,
+    ) -> None:
+        self._server = _Server((host, port), ipn, ret, paylink)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="payment-callbacks", daemon=True
@@ -136,6 +171,20 @@ def result_page(payment: Payment) -> HttpAnswer:
     if payment.receipt is not None:
         lines.append(f"<p>Số biên lai: <b>{html.escape(payment.receipt.number)}</b></p>")
     return _html(200, _STATE_TEXT[payment.state], "\n".join(lines))
+
+
+def unknown_link_page() -> HttpAnswer:
+    return _html(404, "Đường dẫn không tồn tại", "<p>Đường dẫn thanh toán này không đúng.</p>")
+
+
+def expired_link_page(payment: Payment) -> HttpAnswer:
+    state = html.escape(_STATE_TEXT[payment.state])
+    body = (
+        f"<p>Hồ sơ {html.escape(payment.dossier_code)}: {state}.</p>"
+        "<p>Đường dẫn thanh toán này không còn dùng được; "
+        "vui lòng tra cứu hồ sơ trên Cổng dịch vụ công để thanh toán lại.</p>"
+    )
+    return _html(410, "Đường dẫn thanh toán đã hết hạn", body)
 
 
 def refused_page() -> HttpAnswer:

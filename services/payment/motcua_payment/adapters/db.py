@@ -66,6 +66,8 @@ payments = Table(
     Column("payer_email", String(254), nullable=False),
     Column("gateway", String(40), nullable=False),
     Column("redirect_url", Text, nullable=False),
+    Column("pay_token", String(16), nullable=True, unique=True),
+    Column("pay_url", Text, nullable=False, default=""),
     Column("gateway_transaction_id", String(64), nullable=False),
     Column("failure_code", String(16), nullable=False),
     Column("receipt_number", String(40), nullable=True, unique=True),
@@ -224,6 +226,8 @@ class PaymentRepository:
         return {
             "state": payment.state.value,
             "redirect_url": payment.redirect_url,
+            "pay_token": payment.pay_token or None,
+            "pay_url": payment.pay_url,
             "gateway_transaction_id": payment.gateway_transaction_id,
             "failure_code": payment.failure_code,
             "receipt_number": payment.receipt.number if payment.receipt else None,
@@ -239,6 +243,12 @@ class PaymentRepository:
         if row is None:
             return None
         return self._to_domain(row._mapping, self._refunds_of(session, [payment_id]))
+
+    def by_pay_token(self, session: Session, token: str) -> Payment | None:
+        row = session.execute(select(payments).where(payments.c.pay_token == token)).first()
+        if row is None:
+            return None
+        return self._to_domain(row._mapping, self._refunds_of(session, [row.id]))
 
     def for_dossier(self, session: Session, code: str, *, lock: bool = False) -> list[Payment]:
         """The dossier's payments, oldest first (locked: no one settles them meanwhile)."""
@@ -539,6 +549,8 @@ class PaymentRepository:
             created_at=created_at,
             expires_at=expires_at,
             redirect_url=m["redirect_url"],
+            pay_token=m["pay_token"] or "",
+            pay_url=m["pay_url"],
             gateway_transaction_id=m["gateway_transaction_id"],
             failure_code=m["failure_code"],
             receipt=receipt,

@@ -85,6 +85,7 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         dossier_code=p.dossier_code,
         agency_code=p.agency_code,
         amount_vnd=p.amount_vnd,
+        pay_url=p.pay_url,
         currency=p.currency,
         description=p.description,
         state=PAYMENT_STATE_TO_PROTO[p.state],

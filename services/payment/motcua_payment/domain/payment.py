@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -38,6 +39,18 @@ _AGENCY_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,19}")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _PAYMENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+_PAY_TOKEN = re.compile(r"[A-Za-z0-9_-]{12}")
+
+
+def new_pay_token() -> str:
+    """12 URL-safe characters (72 random bits): short enough for an SMS, unguessable."""
+    return secrets.token_urlsafe(9)
+
+
+def valid_pay_token(value: str) -> bool:
+    return bool(_PAY_TOKEN.fullmatch(value))
 
 
 def new_id() -> str:
@@ -230,6 +243,10 @@ class Payment:
     expires_at: datetime
     currency: str = CURRENCY
     redirect_url: str = ""
+    #: The short pay link (``<public callback host>/p/<pay_token>``) that redirects to
+    #: ``redirect_url`` while the payment is open: what an SMS carries (160 characters).
+    pay_token: str = ""
+    pay_url: str = ""
     gateway_transaction_id: str = ""
     failure_code: str = ""
     receipt: Receipt | None = None
@@ -269,8 +286,21 @@ class Payment:
         assert isinstance(state, PaymentState)
         return state
 
-    def started(self, redirect_url: str) -> Payment:
-        return replace(self, state=self._to(Trigger.START), redirect_url=redirect_url)
+    def started(self, redirect_url: str, pay_token: str = "", pay_url: str = "") -> Payment:
+        return replace(
+            self,
+            state=self._to(Trigger.START),
+            redirect_url=redirect_url,
+            pay_token=pay_token,
+            pay_url=pay_url,
+        )
+
+    def pay_link_target(self, now: datetime) -> str | None:
+        """Where the short pay link leads now: the gateway's page while the payment can
+        still be paid; None once it is settled, cancelled or past its expiry."""
+        if self.state is PaymentState.PENDING and now < self.expires_at and self.redirect_url:
+            return self.redirect_url
+        return None
 
     def succeeded(self, transaction_id: str, receipt: Receipt, now: datetime) -> Payment:
         return replace(

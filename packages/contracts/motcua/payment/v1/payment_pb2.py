@@ -26,17 +26,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from motcua.common.v1 import common_pb2 as motcua_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmotcua/payment/v1/payment.proto\x12\x11motcua.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dmotcua/common/v1/common.proto\"L\n\x05Payer\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x12\n\ncitizen_id\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"H\n\x07Receipt\x12\x0e\n\x06number\x18\x01 \x01(\t\x12-\n\tissued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x02\n\x06Refund\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x12\n\namount_vnd\x18\x03 \x01(\x03\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.motcua.payment.v1.RefundState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1e\n\x16gateway_transaction_id\x18\x06 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x07 \x01(\t\x12\x30\n\x0crequested_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0crequested_by\x18\n \x01(\x0b\x32\x17.motcua.common.v1.Actor\"\xdd\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64ossier_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x03 \x01(\t\x12\x12\n\namount_vnd\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12.\n\x05state\x18\x07 \x01(\x0e\x32\x1f.motcua.payment.v1.PaymentState\x12\'\n\x05payer\x18\x08 \x01(\x0b\x32\x18.motcua.payment.v1.Payer\x12\x0f\n\x07gateway\x18\t \x01(\t\x12\x14\n\x0credirect_url\x18\n \x01(\t\x12\x1e\n\x16gateway_transaction_id\x18\x0b \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x0c \x01(\t\x12+\n\x07receipt\x18\r \x01(\x0b\x32\x1a.motcua.payment.v1.Receipt\x12\x14\n\x0crefunded_vnd\x18\x0e \x01(\x03\x12*\n\x07refunds\x18\x0f \x03(\x0b\x32\x19.motcua.payment.v1.Refund\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\ncreated_by\x18\x13 \x01(\x0b\x32\x17.motcua.common.v1.Actor\"\xac\x01\n\x14\x43reatePaymentRequest\x12\x14\n\x0c\x64ossier_code\x18\x01 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12\x12\n\namount_vnd\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\'\n\x05payer\x18\x05 \x01(\x0b\x32\x18.motcua.payment.v1.Payer\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\"V\n\x15\x43reatePaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"A\n\x12GetPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\"+\n\x13ListPaymentsRequest\x12\x14\n\x0c\x64ossier_code\x18\x01 \x01(\t\"D\n\x14ListPaymentsResponse\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.motcua.payment.v1.Payment\":\n\x14\x43\x61ncelPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x15\x43\x61ncelPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\"g\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x12\n\namount_vnd\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x81\x01\n\x15RefundPaymentResponse\x12)\n\x06refund\x18\x01 \x01(\x0b\x32\x19.motcua.payment.v1.Refund\x12+\n\x07payment\x18\x02 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\x12\x10\n\x08replayed\x18\x03 \x01(\x08*\xd2\x01\n\x0cPaymentState\x12\x1d\n\x19PAYMENT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYMENT_STATE_CREATED\x10\x01\x12\x19\n\x15PAYMENT_STATE_PENDING\x10\x02\x12\x1b\n\x17PAYMENT_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14PAYMENT_STATE_FAILED\x10\x04\x12\x19\n\x15PAYMENT_STATE_EXPIRED\x10\x05\x12\x1b\n\x17PAYMENT_STATE_CANCELLED\x10\x06*|\n\x0bRefundState\x12\x1c\n\x18REFUND_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REFUND_STATE_REQUESTED\x10\x01\x12\x1a\n\x16REFUND_STATE_SUCCEEDED\x10\x02\x12\x17\n\x13REFUND_STATE_FAILED\x10\x03\x32\xf8\x03\n\x0ePaymentService\x12\x62\n\rCreatePayment\x12\'.motcua.payment.v1.CreatePaymentRequest\x1a(.motcua.payment.v1.CreatePaymentResponse\x12Y\n\nGetPayment\x12$.motcua.payment.v1.GetPaymentRequest\x1a%.motcua.payment.v1.GetPaymentResponse\x12_\n\x0cListPayments\x12&.motcua.payment.v1.ListPaymentsRequest\x1a\'.motcua.payment.v1.ListPaymentsResponse\x12\x62\n\rCancelPayment\x12\'.motcua.payment.v1.CancelPaymentRequest\x1a(.motcua.payment.v1.CancelPaymentResponse\x12\x62\n\rRefundPayment\x12\'.motcua.payment.v1.RefundPaymentRequest\x1a(.motcua.payment.v1.RefundPaymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmotcua/payment/v1/payment.proto\x12\x11motcua.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dmotcua/common/v1/common.proto\"L\n\x05Payer\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x12\n\ncitizen_id\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"H\n\x07Receipt\x12\x0e\n\x06number\x18\x01 \x01(\t\x12-\n\tissued_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x02\n\x06Refund\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x12\n\namount_vnd\x18\x03 \x01(\x03\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.motcua.payment.v1.RefundState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x1e\n\x16gateway_transaction_id\x18\x06 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x07 \x01(\t\x12\x30\n\x0crequested_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0crequested_by\x18\n \x01(\x0b\x32\x17.motcua.common.v1.Actor\"\xee\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64ossier_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x03 \x01(\t\x12\x12\n\namount_vnd\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12.\n\x05state\x18\x07 \x01(\x0e\x32\x1f.motcua.payment.v1.PaymentState\x12\'\n\x05payer\x18\x08 \x01(\x0b\x32\x18.motcua.payment.v1.Payer\x12\x0f\n\x07gateway\x18\t \x01(\t\x12\x14\n\x0credirect_url\x18\n \x01(\t\x12\x1e\n\x16gateway_transaction_id\x18\x0b \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x0c \x01(\t\x12+\n\x07receipt\x18\r \x01(\x0b\x32\x1a.motcua.payment.v1.Receipt\x12\x14\n\x0crefunded_vnd\x18\x0e \x01(\x03\x12*\n\x07refunds\x18\x0f \x03(\x0b\x32\x19.motcua.payment.v1.Refund\x12.\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nsettled_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\ncreated_by\x18\x13 \x01(\x0b\x32\x17.motcua.common.v1.Actor\x12\x0f\n\x07pay_url\x18\x14 \x01(\t\"\xac\x01\n\x14\x43reatePaymentRequest\x12\x14\n\x0c\x64ossier_code\x18\x01 \x01(\t\x12\x13\n\x0b\x61gency_code\x18\x02 \x01(\t\x12\x12\n\namount_vnd\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\'\n\x05payer\x18\x05 \x01(\x0b\x32\x18.motcua.payment.v1.Payer\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\"V\n\x15\x43reatePaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"A\n\x12GetPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\"+\n\x13ListPaymentsRequest\x12\x14\n\x0c\x64ossier_code\x18\x01 \x01(\t\"D\n\x14ListPaymentsResponse\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.motcua.payment.v1.Payment\":\n\x14\x43\x61ncelPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x15\x43\x61ncelPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\"g\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x12\n\namount_vnd\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x81\x01\n\x15RefundPaymentResponse\x12)\n\x06refund\x18\x01 \x01(\x0b\x32\x19.motcua.payment.v1.Refund\x12+\n\x07payment\x18\x02 \x01(\x0b\x32\x1a.motcua.payment.v1.Payment\x12\x10\n\x08replayed\x18\x03 \x01(\x08*\xd2\x01\n\x0cPaymentState\x12\x1d\n\x19PAYMENT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYMENT_STATE_CREATED\x10\x01\x12\x19\n\x15PAYMENT_STATE_PENDING\x10\x02\x12\x1b\n\x17PAYMENT_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14PAYMENT_STATE_FAILED\x10\x04\x12\x19\n\x15PAYMENT_STATE_EXPIRED\x10\x05\x12\x1b\n\x17PAYMENT_STATE_CANCELLED\x10\x06*|\n\x0bRefundState\x12\x1c\n\x18REFUND_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REFUND_STATE_REQUESTED\x10\x01\x12\x1a\n\x16REFUND_STATE_SUCCEEDED\x10\x02\x12\x17\n\x13REFUND_STATE_FAILED\x10\x03\x32\xf8\x03\n\x0ePaymentService\x12\x62\n\rCreatePayment\x12\'.motcua.payment.v1.CreatePaymentRequest\x1a(.motcua.payment.v1.CreatePaymentResponse\x12Y\n\nGetPayment\x12$.motcua.payment.v1.GetPaymentRequest\x1a%.motcua.payment.v1.GetPaymentResponse\x12_\n\x0cListPayments\x12&.motcua.payment.v1.ListPaymentsRequest\x1a\'.motcua.payment.v1.ListPaymentsResponse\x12\x62\n\rCancelPayment\x12\'.motcua.payment.v1.CancelPaymentRequest\x1a(.motcua.payment.v1.CancelPaymentResponse\x12\x62\n\rRefundPayment\x12\'.motcua.payment.v1.RefundPaymentRequest\x1a(.motcua.payment.v1.RefundPaymentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'motcua.payment.v1.payment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATE']._serialized_start=2057
-  _globals['_PAYMENTSTATE']._serialized_end=2267
-  _globals['_REFUNDSTATE']._serialized_start=2269
-  _globals['_REFUNDSTATE']._serialized_end=2393
+  _globals['_PAYMENTSTATE']._serialized_start=2074
+  _globals['_PAYMENTSTATE']._serialized_end=2284
+  _globals['_REFUNDSTATE']._serialized_start=2286
+  _globals['_REFUNDSTATE']._serialized_end=2410
   _globals['_PAYER']._serialized_start=118
   _globals['_PAYER']._serialized_end=194
   _globals['_RECEIPT']._serialized_start=196
@@ -44,27 +44,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFUND']._serialized_start=271
   _globals['_REFUND']._serialized_end=593
   _globals['_PAYMENT']._serialized_start=596
-  _globals['_PAYMENT']._serialized_end=1201
-  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1204
-  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1376
-  _globals['_CREATEPAYMENTRESPONSE']._serialized_start=1378
-  _globals['_CREATEPAYMENTRESPONSE']._serialized_end=1464
-  _globals['_GETPAYMENTREQUEST']._serialized_start=1466
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1505
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1507
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1572
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1574
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1617
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1619
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1687
-  _globals['_CANCELPAYMENTREQUEST']._serialized_start=1689
-  _globals['_CANCELPAYMENTREQUEST']._serialized_end=1747
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=1749
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=1817
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1819
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1922
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1925
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=2054
-  _globals['_PAYMENTSERVICE']._serialized_start=2396
-  _globals['_PAYMENTSERVICE']._serialized_end=2900
+  _globals['_PAYMENT']._serialized_end=1218
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1221
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1393
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_start=1395
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_end=1481
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1483
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1522
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1524
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1589
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1591
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1634
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1636
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1704
+  _globals['_CANCELPAYMENTREQUEST']._serialized_start=1706
+  _globals['_CANCELPAYMENTREQUEST']._serialized_end=1764
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=1766
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=1834
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1836
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1939
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1942
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=2071
+  _globals['_PAYMENTSERVICE']._serialized_start=2413
+  _globals['_PAYMENTSERVICE']._serialized_end=2917
 # @@protoc_insertion_point(module_scope)

@@ -213,6 +213,7 @@ class Payment(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     SETTLED_AT_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
+    PAY_URL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Also the reference the gateway knows the payment by (its order / TxnRef)."""
     dossier_code: _builtins.str
@@ -234,6 +235,11 @@ class Payment(_message.Message):
     """The gateway's result code when the payment failed."""
     refunded_vnd: _builtins.int
     """Sum of the succeeded refunds."""
+    pay_url: _builtins.str
+    """A short link on the payment service's public host (<host>/p/<token>) that redirects to
+    redirect_url while the payment is pending and unexpired, and says why otherwise; what
+    an SMS carries, since redirect_url is far longer than an SMS allows. Set from PENDING on.
+    """
     @_builtins.property
     def payer(self) -> Global___Payer: ...
     @_builtins.property
@@ -276,10 +282,11 @@ class Payment(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         settled_at: _timestamp_pb2.Timestamp | None = ...,
         created_by: _common_pb2.Actor | None = ...,
+        pay_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "expires_at", b"expires_at", "payer", b"payer", "receipt", b"receipt", "settled_at", b"settled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "amount_vnd", b"amount_vnd", "created_at", b"created_at", "created_by", b"created_by", "currency", b"currency", "description", b"description", "dossier_code", b"dossier_code", "expires_at", b"expires_at", "failure_code", b"failure_code", "gateway", b"gateway", "gateway_transaction_id", b"gateway_transaction_id", "id", b"id", "payer", b"payer", "receipt", b"receipt", "redirect_url", b"redirect_url", "refunded_vnd", b"refunded_vnd", "refunds", b"refunds", "settled_at", b"settled_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency_code", b"agency_code", "amount_vnd", b"amount_vnd", "created_at", b"created_at", "created_by", b"created_by", "currency", b"currency", "description", b"description", "dossier_code", b"dossier_code", "expires_at", b"expires_at", "failure_code", b"failure_code", "gateway", b"gateway", "gateway_transaction_id", b"gateway_transaction_id", "id", b"id", "pay_url", b"pay_url", "payer", b"payer", "receipt", b"receipt", "redirect_url", b"redirect_url", "refunded_vnd", b"refunded_vnd", "refunds", b"refunds", "settled_at", b"settled_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
