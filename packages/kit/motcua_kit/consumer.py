@@ -1,20 +1,26 @@
 """Consumer runner: handlers per CloudEvents type, an inbox for exactly-once effects, a DLQ.
 
-For each record: decode the envelope; find the handler for its ``ce_type``; in one database
-transaction check the inbox, run the handler, record the event id — so a redelivered event
-changes nothing. A handler that keeps failing, or a record that cannot be decoded, goes to the
-topic's ``.dlq`` companion with the error in its headers, and the runner goes on. Offsets are
-committed only after the records before them are processed or dead-lettered.
+The records of one poll are handled per partition, in batches (ADR 0012): in ONE database
+transaction, one query checks the inbox for the whole batch, each record's handler runs in a
+savepoint of its own, and one statement records the processed event ids — so a redelivered
+event changes nothing. A handler that fails has only its savepoint rolled back: the records
+before it commit, it is retried alone (:meth:`ConsumerRunner.process`), and the rest go on in
+the next transaction, in order. A handler that keeps failing, or a record that cannot be
+decoded, goes to the topic's ``.dlq`` companion with the error in its headers, and the runner
+goes on. Offsets are committed only after the records before them are committed or
+dead-lettered.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -104,6 +110,9 @@ class ConsumerRunner(ProducingWorker):
         *,
         max_attempts: int = 3,
         retry_backoff: float = 0.2,
+        batch_size: int = 500,
+        batch_wait_ms: int = 10,
+        test_kill_before_commit: bool = False,
     ) -> None:
         super().__init__(f"consumer-{group_id}", producer_factory)
         self.service = service
@@ -117,6 +126,10 @@ class ConsumerRunner(ProducingWorker):
         self._consumer_factory = consumer_factory
         self._max_attempts = max_attempts
         self._backoff = retry_backoff
+        self._batch_size = max(batch_size, 1)
+        self._batch_wait = max(batch_wait_ms, 0) / 1000
+        # TEST ONLY (MOTCUA_<SVC>_TEST_KILL_BEFORE_COMMIT): the crash test's SIGKILL point.
+        self._test_kill_before_commit = test_kill_before_commit
         self._tracer = trace.get_tracer(f"motcua.{service}.consumer")
         self.assigned = threading.Event()
         self._lag_reported: set[TopicPartition] = set()
@@ -128,8 +141,13 @@ class ConsumerRunner(ProducingWorker):
     def _handler_for(self, topic: str, event_type: str) -> Handler | None:
         return self._handlers.get((topic, event_type)) or self._handlers.get((topic, ANY_TYPE))
 
-    def process(self, record: ConsumerRecord) -> str:
-        """Handle one record; returns the outcome (processed, duplicate, ignored, dead_lettered)."""
+    def process(self, record: ConsumerRecord, failed: Exception | None = None) -> str:
+        """Handle one record alone, in a transaction of its own; returns the outcome
+        (processed, duplicate, ignored, dead_lettered).
+
+        ``failed`` is the error of a first attempt already made (in a batch): the retries go on
+        from the second attempt, after the backoff.
+        """
         try:
             event = decode(record.key, record.value, record.headers or [])
         except EnvelopeError as exc:
@@ -139,8 +157,13 @@ class ConsumerRunner(ProducingWorker):
         if handler is None:
             return "ignored"
         parent = context_from_kafka_headers(record.headers or [])
-        last_error: Exception | None = None
-        for attempt in range(1, self._max_attempts + 1):
+        last_error: Exception | None = failed
+        first = 1
+        if failed is not None:
+            first = 2
+            if self._max_attempts > 1:
+                self._stop.wait(self._backoff)
+        for attempt in range(first, self._max_attempts + 1):
             token = otel_context.attach(parent)
             try:
                 with self._tracer.start_as_current_span(
@@ -215,6 +238,151 @@ class ConsumerRunner(ProducingWorker):
             raise
         return "processed"
 
+    # -- a batch of one partition's records --------------------------------------------------
+    def process_batch(self, records: Sequence[ConsumerRecord]) -> list[str]:
+        """Handle one partition's records in order, in as few transactions as it takes.
+
+        Returns the outcomes of the records handled: all of them, or a prefix when the runner
+        is stopping (the rest stay uncommitted in Kafka).
+        """
+        outcomes: list[str] = []
+        while len(outcomes) < len(records) and not self._stop.is_set():
+            done, failed = self._transaction(records[len(outcomes) :])
+            outcomes += done
+            if failed is not None:
+                # Its savepoint rolled back, the records before it committed: retry it alone.
+                outcomes.append(self.process(records[len(outcomes)], failed))
+            elif not done:
+                break
+        return outcomes
+
+    def _transaction(self, records: Sequence[ConsumerRecord]) -> tuple[list[str], Exception | None]:
+        """Records in one transaction, up to the first whose handler fails transiently.
+
+        Returns the outcomes of the records committed or dead-lettered, and the failure of
+        the record after them (None when every record was handled or the runner stops).
+        """
+        items: list[tuple[ConsumerRecord, Event | EnvelopeError, Handler | None]] = []
+        for record in records:
+            try:
+                event: Event | EnvelopeError = decode(
+                    record.key, record.value, record.headers or []
+                )
+            except EnvelopeError as exc:
+                event = exc
+            handler = None
+            if isinstance(event, Event):
+                handler = self._handler_for(record.topic, event.type)
+            items.append((record, event, handler))
+        ids = list({e.id for _r, e, h in items if isinstance(e, Event) and h is not None})
+        inbox = self._inbox
+        outcomes: list[str] = []
+        failed: Exception | None = None
+        try:
+            with self._sessions() as session, session.begin():
+                seen: set[str] = set()
+                if ids:
+                    seen = set(
+                        session.scalars(
+                            select(inbox.c.event_id).where(
+                                inbox.c.consumer_group == self.group_id, inbox.c.event_id.in_(ids)
+                            )
+                        )
+                    )
+                rows: list[dict[str, object]] = []
+                for record, event, handler in items:
+                    if self._stop.is_set():
+                        break
+                    if isinstance(event, EnvelopeError):
+                        self._dead_letter(record, event)
+                        outcomes.append("dead_lettered")
+                        continue
+                    if handler is None:
+                        outcomes.append("ignored")
+                        continue
+                    if event.id in seen:
+                        outcomes.append("duplicate")
+                        continue
+                    try:
+                        self._handle_in_savepoint(session, handler, event, record)
+                    except (EnvelopeError, PermanentError) as exc:
+                        self._dead_letter(record, exc)
+                        outcomes.append("dead_lettered")
+                        continue
+                    except Exception as exc:
+                        log.warning(
+                            "handler failed (attempt 1/%d) for %s %s: %s",
+                            self._max_attempts,
+                            event.type,
+                            event.id,
+                            exc,
+                        )
+                        failed = exc
+                        break
+                    seen.add(event.id)
+                    rows.append(
+                        {
+                            "consumer_group": self.group_id,
+                            "event_id": event.id,
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "processed_at": datetime.now(UTC),
+                        }
+                    )
+                    outcomes.append("processed")
+                if rows:
+                    session.execute(insert(inbox), rows)  # one statement (executemany)
+                    if self._test_kill_before_commit:
+                        self._test_kill()
+        except Exception as exc:
+            # Not a handler's failure: the inbox (another replica recorded an event first) or
+            # the database. Nothing of the batch committed: replay it record by record, each in
+            # its own transaction with its own retries, so one bad record cannot hold the rest.
+            log.warning("batch of %d failed, replaying it record by record: %s", len(items), exc)
+            replayed: list[str] = []
+            final = [*outcomes, *[""] * (len(items) - len(outcomes))]
+            for (record, _e, _h), outcome in zip(items, final, strict=True):
+                if self._stop.is_set():
+                    break
+                if outcome in ("dead_lettered", "ignored"):
+                    replayed.append(outcome)  # not the transaction's: already final
+                else:
+                    replayed.append(self.process(record))
+            return replayed, None
+        return outcomes, failed
+
+    def _handle_in_savepoint(
+        self, session: Session, handler: Handler, event: Event, record: ConsumerRecord
+    ) -> None:
+        """The first attempt at one record, in a savepoint (rolled back alone if it fails)."""
+        token = otel_context.attach(context_from_kafka_headers(record.headers or []))
+        try:
+            with self._tracer.start_as_current_span(
+                f"{record.topic} process",
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": record.topic,
+                    "messaging.message.id": event.id,
+                    "cloudevents.event_type": event.type,
+                    "motcua.attempt": 1,
+                },
+            ):
+                message = event.parse(handler.message_type) if handler.message_type else None
+                with session.begin_nested():
+                    handler.fn(event, message, session)
+        finally:
+            otel_context.detach(token)
+
+    def _test_kill(self) -> None:
+        """TEST ONLY: die like a crashed pod, after the handlers ran, before the commit (once)."""
+        self._test_kill_before_commit = False
+        log.warning("TEST ONLY: killing the process before the batch's commit (SIGKILL)")
+        for h in logging.getLogger().handlers:
+            h.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
     def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
         """Publish the record unchanged to ``<topic>.dlq`` with the error; wait for the ack."""
         headers = list(record.headers or [])
@@ -251,27 +419,51 @@ class ConsumerRunner(ProducingWorker):
             finally:
                 if consumer is not None:
                     try:
-                        consumer.close(autocommit=False)
+                        # Leaving the group within what is left of the stop's budget.
+                        close_ms = int(self._remaining(5.0) * 1000)
+                        consumer.close(autocommit=False, timeout_ms=close_ms)
                     except Exception:
                         log.debug("closing consumer failed", exc_info=True)
+
+    def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One poll, topped up for at most the batch wait while under the batch size."""
+        batch: dict[TopicPartition, list[ConsumerRecord]] = {}
+        got: Mapping[TopicPartition, list[ConsumerRecord]] = consumer.poll(
+            timeout_ms=200, max_records=self._batch_size
+        )
+        count = 0
+        until = time.monotonic() + self._batch_wait
+        while got:
+            for tp, records in got.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+            left = until - time.monotonic()
+            if count >= self._batch_size or left <= 0 or self._stop.is_set():
+                break
+            got = consumer.poll(timeout_ms=int(left * 1000), max_records=self._batch_size - count)
+        return batch
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         last_lag = 0.0
         while not self._stop.is_set():
-            batch: Mapping[TopicPartition, list[ConsumerRecord]] = consumer.poll(timeout_ms=200)
+            batch = self._poll(consumer)
             if consumer.assignment():
                 self.assigned.set()
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             for tp, records in batch.items():
-                for record in records:
-                    if self._stop.is_set():
-                        break
-                    outcome = self.process(record)
+                if self._stop.is_set():
+                    break
+                outcomes = self.process_batch(records)
+                for record, outcome in zip(records, outcomes, strict=False):
                     EVENTS_CONSUMED.labels(self.service, record.topic, outcome).inc()
-                    offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+                if outcomes:
+                    offsets[tp] = OffsetAndMetadata(records[len(outcomes) - 1].offset + 1, "", -1)
             if offsets:
-                consumer.commit(offsets)
-            if time.monotonic() - last_lag > 2.0:
+                stopping = self._stop_by is not None
+                consumer.commit(
+                    offsets, timeout_ms=int(self._remaining(0.0) * 1000) if stopping else None
+                )
+            if time.monotonic() - last_lag > 2.0 and not self._stop.is_set():
                 last_lag = time.monotonic()
                 self._report_lag(consumer)
 

@@ -9,6 +9,7 @@ carry none.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
@@ -93,6 +94,40 @@ class _WrappingInterceptor(grpc.ServerInterceptor):
 
     def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
         raise NotImplementedError
+
+
+class InFlightInterceptor(_WrappingInterceptor):
+    """Counts the calls being handled, so a graceful stop knows when the last one finished."""
+
+    wraps_open_methods = True
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    @property
+    def count(self) -> int:
+        with self._idle:
+            return self._count
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is being handled; False if some still are after ``timeout``."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+        def counted(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._idle:
+                self._count += 1
+            try:
+                return behaviour(request, context)
+            finally:
+                with self._idle:
+                    self._count -= 1
+                    if self._count == 0:
+                        self._idle.notify_all()
+
+        return counted
 
 
 class TracingInterceptor(_WrappingInterceptor):
@@ -292,9 +327,14 @@ class GrpcServer:
         max_workers: int = 16,
     ) -> None:
         self.service = service
+        self._in_flight = InFlightInterceptor()
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="grpc"
+        )
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+            self._executor,
             interceptors=[
+                self._in_flight,
                 TracingInterceptor(service),
                 MetricsInterceptor(service),
                 AuthInterceptor(verifier),
@@ -326,10 +366,35 @@ class GrpcServer:
         self._server.start()
         self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
-    def stop(self, grace: float) -> None:
-        """Report NOT_SERVING, refuse new calls, let in-flight calls finish within ``grace``."""
+    @property
+    def in_flight(self) -> int:
+        """Calls being handled now."""
+        return self._in_flight.count
+
+    def handler_threads(self) -> list[threading.Thread]:
+        """The pool's threads (for the log when a stop has to abandon a call)."""
+        return [t for t in threading.enumerate() if t.name.startswith("grpc_")]
+
+    def stop(self, grace: float) -> bool:
+        """Report NOT_SERVING, refuse new calls, let in-flight calls finish within ``grace``.
+
+        ``grace`` bounds the whole stop. Returns False when a handler was still running at the
+        end of it: the call was cancelled, but its thread (not a daemon) may still be busy.
+        """
+        deadline = time.monotonic() + max(grace, 0.0)
         self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._server.stop(grace).wait(grace + 1)
+        stopped = self._server.stop(grace)
+        idle = self._in_flight.wait_idle(grace)
+        stopped.wait(max(deadline - time.monotonic(), 0.0))
+        idle = idle or self._in_flight.wait_idle(0)
+        if not idle:
+            log.warning(
+                "%s: %d gRPC calls still running at the deadline", self.service, self.in_flight
+            )
+        elif stopped.is_set():
+            # Idle pool threads would otherwise be joined only by the interpreter's exit hook.
+            self._executor.shutdown(wait=False)
+        return idle and stopped.is_set()
 
     def wait(self) -> None:
         self._server.wait_for_termination()

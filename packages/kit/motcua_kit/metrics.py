@@ -83,7 +83,10 @@ class MetricsEndpoint:
         self._server = _MetricsServer((host, port), ready)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # stop() waits for one poll: keep it short
+            name="metrics-http",
+            daemon=True,
         )
 
     def start(self) -> None:

@@ -32,7 +32,17 @@ from motcua_kit.logging import configure_logging
 from motcua_kit.metrics import MetricsEndpoint
 from motcua_kit.outbox import Outbox, OutboxRelay
 from motcua_kit.settings import ServiceSettings
+from motcua_kit.shutdown import (
+    ABANDONED_EXIT_CODE,
+    EXIT_MARGIN_SECONDS,
+    Deadline,
+    Step,
+    Watchdog,
+    exit_process,
+    run_in_parallel,
+)
 from motcua_kit.tracing import configure_tracing
+from motcua_kit.worker import ProducingWorker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -132,7 +142,16 @@ class Service:
         """
 
     def on_stop(self) -> None:
-        """Hook: runs once gRPC, consumers and timers stopped, before the relay's last flush."""
+        """Hook: runs once gRPC, consumers and timers stopped, before the relay's last flush.
+
+        It shares the one shutdown deadline: a hook still running at the deadline is abandoned.
+        """
+
+    @property
+    def stopping(self) -> bool:
+        """True once the host began to stop: a long timer's work checks it between steps."""
+        event = self.__dict__.get("_motcua_stopping")
+        return event is not None and event.is_set()
 
     def handlers(self) -> list[Handler]:
         out: list[Handler] = []
@@ -168,17 +187,19 @@ class ServiceHost:
         self.sessions = session_factory(self.engine)
         table = service_cls.outbox_table
         self.outbox = Outbox(table) if table is not None else None
+        self._stop = threading.Event()
         self.service = self._build()
         self.grpc: GrpcServer | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[ConsumerRunner] = []
         self.metrics: MetricsEndpoint | None = None
         self._timers: list[threading.Thread] = []
-        self._stop = threading.Event()
         self._ready = False
+        self.abandoned: list[str] = []  # what the last stop had to leave running
 
     def _build(self) -> Service:
         service = self.service_cls.__new__(self.service_cls)
+        service.__dict__["_motcua_stopping"] = self._stop
         ctx = ServiceContext(self.settings, self.engine, self.sessions, self.outbox)  # type: ignore[arg-type]
         for klass in reversed(type(service).__mro__):
             for name, attr in vars(klass).items():
@@ -215,6 +236,9 @@ class ServiceHost:
         self.metrics = MetricsEndpoint(s.bind_host, s.metrics_port, lambda: self._ready)
         self.metrics.start()
         self.service.on_start()
+        if self._stop.is_set():
+            log.info("stop requested while starting: not starting the workers")
+            return
         if self.outbox is not None and s.outbox_relay_enabled:
             self.relay = OutboxRelay(
                 self.service_cls.name,
@@ -239,6 +263,9 @@ class ServiceHost:
                 lambda: make_producer(s),
                 max_attempts=s.consumer_max_attempts,
                 retry_backoff=s.consumer_retry_backoff_seconds,
+                batch_size=s.consumer_batch_size,
+                batch_wait_ms=s.consumer_batch_wait_ms,
+                test_kill_before_commit=s.test_kill_before_commit,
             )
             runner.start()
             self.consumers.append(runner)
@@ -272,37 +299,106 @@ class ServiceHost:
             except Exception:
                 log.exception("timer %s failed", name)
 
-    def stop(self) -> None:
-        """Graceful: refuse new calls, finish in-flight ones, drain consumers, flush the relay."""
+    def stop(self, deadline: Deadline | None = None) -> list[str]:
+        """Graceful, within ONE deadline (``shutdown_grace_seconds`` unless given).
+
+        1. In parallel: gRPC refuses new calls and finishes those in flight, each consumer
+           finishes the record in hand, commits and leaves its group, each timer finishes its
+           tick (long ticks check :attr:`Service.stopping`). The relay keeps publishing what
+           they commit meanwhile.
+        2. ``on_stop``, then the relay's last batch and flush, with what is left: at least a
+           reserved share of the budget, so a slow drain cannot starve the flush.
+        3. The metrics endpoint and the database pool close.
+
+        Whatever is still running at the deadline is abandoned, and logged with its stack.
+        Returns the names of the abandoned components (also kept in :attr:`abandoned`).
+        """
+        deadline = deadline or Deadline(self.settings.shutdown_grace_seconds)
         self._ready = False
-        grace = self.settings.shutdown_grace_seconds
-        if self.grpc is not None:
-            self.grpc.stop(grace)
         self._stop.set()
+        abandoned: list[str] = []
+        drain = deadline.before(_relay_reserve(deadline.remaining())) if self.relay else deadline
+        steps: list[Step] = []
+        grpc_server = self.grpc
+        if grpc_server is not None:
+            steps.append(
+                Step(
+                    "grpc", lambda: grpc_server.stop(drain.remaining()), grpc_server.handler_threads
+                )
+            )
         for runner in self.consumers:
-            runner.stop(grace)
+            steps.append(_worker_step(f"consumer {runner.group_id}", runner, drain))
         for thread in self._timers:
-            thread.join(grace)
-        self.service.on_stop()
+            steps.append(_thread_step(thread, drain))
+        abandoned += run_in_parallel(steps, drain)
+        abandoned += run_in_parallel([Step("on_stop", self.service.on_stop)], deadline)
         if self.relay is not None:
-            self.relay.stop(grace)
+            abandoned += run_in_parallel(
+                [_worker_step("outbox relay", self.relay, deadline)], deadline
+            )
         if self.metrics is not None:
             self.metrics.stop()
-        self.engine.dispose()
-        log.info("service stopped")
+        if not abandoned:
+            self.engine.dispose()  # with a component still running, its connection stays
+        self.abandoned = abandoned
+        if abandoned:
+            log.error("service stopped, abandoning: %s", ", ".join(abandoned))
+        else:
+            log.info("service stopped")
+        return abandoned
 
     def serve_forever(self) -> None:
-        """Start, then block until SIGTERM or SIGINT, then stop gracefully."""
+        """Start, then block until SIGTERM or SIGINT, then stop gracefully.
+
+        The shutdown budget counts from the signal. The process exits when the stop returns:
+        status 0, or 1 when something had to be abandoned at the deadline. A watchdog ends it
+        :data:`~motcua_kit.shutdown.EXIT_MARGIN_SECONDS` after the deadline whatever is still
+        running (a start that never returned, say). Never returns once a signal came.
+        """
         configure_logging(self.service_cls.name, self.settings.log_level)
         configure_tracing(self.service_cls.name, self.settings.otlp_endpoint)
         done = threading.Event()
+        grace = self.settings.shutdown_grace_seconds
+        deadlines: list[Deadline] = []
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %s received, stopping", signal.Signals(signum).name)
+            if deadlines:
+                log.info("signal %s received again, already stopping", signal.Signals(signum).name)
+                return
+            deadline = Deadline(grace)
+            deadlines.append(deadline)
+            Watchdog(deadline.at + EXIT_MARGIN_SECONDS).start()
+            log.info(
+                "signal %s received, stopping within %.1fs",
+                signal.Signals(signum).name,
+                grace,
+            )
+            self._stop.set()  # timers and long ticks stop at once, even during start
             done.set()
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
         self.start()
         done.wait()
-        self.stop()
+        deadline = deadlines[0]
+        abandoned = self.stop(deadline)
+        # Not the interpreter's own exit: it joins non-daemon threads (a gRPC handler still
+        # running would hold it without bound) and collects garbage for seconds under load.
+        exit_process(ABANDONED_EXIT_CODE if abandoned else 0, deadline)
+
+
+def _relay_reserve(budget: float) -> float:
+    """The share of the budget kept for the relay's last flush: a quarter, at most 2 s."""
+    return min(budget / 4, 2.0)
+
+
+def _worker_step(name: str, worker: ProducingWorker, deadline: Deadline) -> Step:
+    return Step(name, lambda: worker.stop(deadline.remaining()), lambda: [worker.thread])
+
+
+def _thread_step(thread: threading.Thread, deadline: Deadline) -> Step:
+    def join() -> bool:
+        thread.join(deadline.remaining())
+        return not thread.is_alive()
+
+    return Step(thread.name, join, lambda: [thread])

@@ -54,5 +54,11 @@ class ServiceSettings(BaseSettings):
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1000)
     consumer_max_attempts: int = Field(default=3, ge=1)
     consumer_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    # One database transaction per batch: at most this many records of one partition,
+    # gathered from polls for at most this long once the first record is in hand.
+    consumer_batch_size: int = Field(default=500, ge=1)
+    consumer_batch_wait_ms: int = Field(default=10, ge=0)
+    # TEST ONLY: SIGKILL the process after a batch's handlers ran, before its commit (once).
+    test_kill_before_commit: bool = False
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     kafka_create_topics: bool = True
