@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -166,17 +167,7 @@ class ConsumerRunner(ProducingWorker):
         for attempt in range(first, self._max_attempts + 1):
             token = otel_context.attach(parent)
             try:
-                with self._tracer.start_as_current_span(
-                    f"{record.topic} process",
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.destination.name": record.topic,
-                        "messaging.message.id": event.id,
-                        "cloudevents.event_type": event.type,
-                        "motcua.attempt": attempt,
-                    },
-                ):
+                with self._span(record, event, attempt):
                     return self._apply(handler, event, record)
             except (EnvelopeError, PermanentError) as exc:
                 self._dead_letter(record, exc)
@@ -352,23 +343,29 @@ class ConsumerRunner(ProducingWorker):
             return replayed, None
         return outcomes, failed
 
+    def _span(
+        self, record: ConsumerRecord, event: Event, attempt: int
+    ) -> AbstractContextManager[trace.Span]:
+        """The consumer span of one attempt at one record."""
+        return self._tracer.start_as_current_span(
+            f"{record.topic} process",
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.message.id": event.id,
+                "cloudevents.event_type": event.type,
+                "motcua.attempt": attempt,
+            },
+        )
+
     def _handle_in_savepoint(
         self, session: Session, handler: Handler, event: Event, record: ConsumerRecord
     ) -> None:
         """The first attempt at one record, in a savepoint (rolled back alone if it fails)."""
         token = otel_context.attach(context_from_kafka_headers(record.headers or []))
         try:
-            with self._tracer.start_as_current_span(
-                f"{record.topic} process",
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": record.topic,
-                    "messaging.message.id": event.id,
-                    "cloudevents.event_type": event.type,
-                    "motcua.attempt": 1,
-                },
-            ):
+            with self._span(record, event, 1):
                 message = event.parse(handler.message_type) if handler.message_type else None
                 with session.begin_nested():
                     handler.fn(event, message, session)
