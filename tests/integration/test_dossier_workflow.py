@@ -542,10 +542,8 @@ def test_a_success_that_is_not_the_dossiers_own_fee_request_is_refused_and_recor
             ("STP-991231-5977", "unknown_dossier", unannounced),
         ]
     )
-    assert (
-        refused[0 if refused[0][0] == code else 1][1].fee_vnd == fee
-        and refused[0][1].payment_amount_vnd == 1
-    )
+    [cheap_refusal] = [m for _, m in refused if m.payment_id == cheap]
+    assert (cheap_refusal.fee_vnd, cheap_refusal.payment_amount_vnd) == (fee, 1)
     metrics = httpx.get(f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=10).text
     for reason in ("amount", "agency", "unknown_payment", "unknown_dossier"):
         assert f'motcua_dossier_payments_refused_total{{reason="{reason}"}} 1.0' in metrics

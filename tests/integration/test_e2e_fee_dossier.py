@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from dossier_client import CITIZEN_ID, DossierClient, submit_request
-from harness import ServiceProcess, free_port, wait_for
+from harness import Kafka, ServiceProcess, free_port, wait_for
 from motcua.dossier.v1 import dossier_pb2
 from motcua.payment.v1 import payment_pb2, payment_pb2_grpc
 from motcua_payment.sandbox import Merchant, SandboxGateway
@@ -49,6 +49,7 @@ def _transition(client: DossierClient, d: dossier_pb2.Dossier, action: str) -> d
 
 
 def test_fee_bearing_dossier_is_paid_and_returned(
+    own_kafka: Kafka,
     database: Callable[[str], str],
     service_factory: Callable[..., ServiceProcess],
     token: Callable[..., str],
@@ -56,16 +57,20 @@ def test_fee_bearing_dossier_is_paid_and_returned(
 ) -> None:
     sandbox, secret_file, callback_port = gateway
     audit_url = database("audit")
-    dossier = service_factory("dossier", database("dossier")).start()
+    # A broker of its own: dossier codes repeat across tests (fresh databases), and another
+    # test's payment events for the same code are, rightly, not this dossier's payment.
+    broker = {"KAFKA_BOOTSTRAP": own_kafka.bootstrap}
+    dossier = service_factory("dossier", database("dossier"), **broker).start()
     payment = service_factory(
         "payment",
         database("payment"),
+        **broker,
         GATEWAY_BASE_URL=sandbox.url,
         GATEWAY_MERCHANT_CODE=MERCHANT,
         GATEWAY_HASH_SECRET_FILE=str(secret_file),
         CALLBACK_PORT=str(callback_port),
     ).start()
-    audit = service_factory("audit", audit_url).start()
+    audit = service_factory("audit", audit_url, **broker).start()
 
     citizen = DossierClient(dossier.target, token("citizen", citizen_id=CITIZEN_ID))
     officer = DossierClient(dossier.target, token("officer", agency="STP"))

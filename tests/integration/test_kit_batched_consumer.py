@@ -202,16 +202,19 @@ def _audit_rows(url: str, ids: set[str]) -> tuple[Counter[str], Counter[str]]:
 
 
 def test_a_consumer_killed_after_its_handlers_before_the_commit_loses_and_doubles_nothing(
-    kafka: Kafka,
+    own_kafka: Kafka,
     postgres: Postgres,
     tmp_path: Path,
     service_factory: Callable[..., ServiceProcess],
 ) -> None:
+    # A broker of its own: the shared one holds other tests' poison records, which audit
+    # would rightly dead-letter.
+    kafka = own_kafka
     url = postgres.create_database("audit")
     events = [_event(f"KILL-{uuid.uuid4().hex[:6]}-{i:03d}") for i in range(200)]
     ids = {ev.id for ev in events}
     _produce(kafka.bootstrap, "motcua.dossier.v1", events, partition=None)
-    audit = service_factory("audit", url)
+    audit = service_factory("audit", url, KAFKA_BOOTSTRAP=kafka.bootstrap)
     audit.start(wait=False, TEST_KILL_BEFORE_COMMIT="1")
     assert audit.proc is not None
     wait_for(lambda: audit.proc.poll() is not None, 90, 0.1, "the test-only SIGKILL")  # type: ignore[union-attr]

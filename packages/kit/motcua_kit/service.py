@@ -33,7 +33,6 @@ from motcua_kit.metrics import MetricsEndpoint
 from motcua_kit.outbox import Outbox, OutboxRelay
 from motcua_kit.settings import ServiceSettings
 from motcua_kit.shutdown import (
-    ABANDONED_EXIT_CODE,
     EXIT_MARGIN_SECONDS,
     Deadline,
     Step,
@@ -381,10 +380,10 @@ class ServiceHost:
         self.start()
         done.wait()
         deadline = deadlines[0]
-        abandoned = self.stop(deadline)
+        self.stop(deadline)  # what it abandons is logged; nothing abandoned is lost (ADR 0010)
         # Not the interpreter's own exit: it joins non-daemon threads (a gRPC handler still
         # running would hold it without bound) and collects garbage for seconds under load.
-        exit_process(ABANDONED_EXIT_CODE if abandoned else 0, deadline)
+        exit_process(0, deadline)
 
 
 def _relay_reserve(budget: float) -> float:

@@ -124,7 +124,6 @@ def exit_process(code: int, deadline: Deadline) -> None:
     hooks.join(deadline.remaining())
     if hooks.is_alive():
         log.error("atexit hooks still running at the shutdown deadline:\n%s", thread_stack(hooks))
-        code = code or ABANDONED_EXIT_CODE
     flush_logs()
     os._exit(code)
 
