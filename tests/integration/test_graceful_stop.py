@@ -287,6 +287,17 @@ def test_notify_stops_in_grace_while_sending_through_slow_providers(
             lambda: f"{consumed(notify):.0f} consumed, {len(sms_a.received())} SMS sent so far",
         )
     assert_stopped_in_grace(notify, elapsed, code, evidence)
+    # What it had claimed but not yet sent went back to the queue with the stop: no lease
+    # left to run out first, so the next sender (another replica, this one restarted) takes it.
+    import psycopg
+
+    url = notify.env["MOTCUA_NOTIFY_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(url) as conn:
+        (held,) = conn.execute(
+            "SELECT count(*) FROM notifications"
+            " WHERE state = 'sending' AND provider_ref = '' AND lease_until > now()"
+        ).fetchone()
+    assert held == 0, f"{held} unsent messages keep a lease after the stop"
 
 
 def test_a_stuck_component_is_abandoned_at_the_deadline_and_the_exit_says_so(

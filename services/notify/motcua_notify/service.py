@@ -338,7 +338,7 @@ class NotifyService(Service):
     def _tick(self) -> None:
         """The sender's heartbeat: sends what is due."""
         now = time.monotonic()
-        while self.dispatch() >= self.settings.dispatch_batch_size:
+        while self.dispatch() >= self.settings.dispatch_batch_size and not self.stopping:
             pass  # a full batch: more may be due
         if now - self._last_gauges >= 2.0:
             self._last_gauges = now
@@ -369,12 +369,27 @@ class NotifyService(Service):
             if not claimed:
                 return 0
             executor = self._pool()
-            futures = {executor.submit(self._send_one, n): n for n in claimed}
+            futures = {executor.submit(self._send_unless_stopping, n): n for n in claimed}
             # Each outcome is written as soon as it is known: a crash then resends (SMTP has no
             # idempotency key) only what was really in flight, not the whole batch.
+            unsent = []
             for future in as_completed(futures):
-                self._settle(futures[future], future.result())
+                result = future.result()
+                if result is None:
+                    unsent.append(futures[future])
+                else:
+                    self._settle(futures[future], result)
+            if unsent:  # a stop came: what was not yet sent goes back to the queue at once
+                with transaction(self.context.sessions) as session:
+                    for n in unsent:
+                        self.repository.release(session, n, self.clock())
             return len(claimed)
+
+    def _send_unless_stopping(self, notification: Notification) -> SendResult | None:
+        """Send, unless the service began stopping while this one waited for a sender."""
+        if self.stopping:
+            return None
+        return self._send_one(notification)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

@@ -379,6 +379,24 @@ class NotificationRepository:
             n = notification
             self.add_history(session, n.id, State.SENDING, now, n.attempts, provider, detail)
 
+    def release(self, session: Session, notification: Notification, now: datetime) -> None:
+        """Hand back a claimed message that was never sent (the sender is stopping): its lease
+        ends now, so the next sender takes it at once, same attempt and reference."""
+        released = session.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == notification.id,
+                notifications.c.reference == notification.reference,
+                notifications.c.state == State.SENDING.value,
+                notifications.c.provider_ref == "",
+            )
+            .values(lease_until=_utc(now), updated_at=now)
+        )
+        if released.rowcount:  # type: ignore[attr-defined]
+            n = notification
+            detail = "not sent: the sender stopped; handed back"
+            self.add_history(session, n.id, State.SENDING, now, n.attempts, n.provider, detail)
+
     def hold(
         self, session: Session, notification: Notification, until: datetime, now: datetime, why: str
     ) -> None:
