@@ -10,7 +10,9 @@ can be told to fail or be slow:
 * :class:`WebhookReceiver` — a subscribing system receiving signed webhooks;
 * :class:`SmtpSink` — a real SMTP server (aiosmtpd) that keeps the messages it accepts.
 
-Use them as context managers; they stop their threads on exit.
+An HTTP stand-in can also be told to :meth:`~RecordingServer.hold` its answers until the test
+:meth:`~RecordingServer.release` them: a provider as slow as the test needs, with no clock
+in the assertions. Use them as context managers; they stop their threads on exit.
 """
 
 from __future__ import annotations
@@ -84,8 +86,11 @@ class RecordingServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.behaviour = Behaviour()
+        self.answered = 0  # answers written back (a held answer is not yet one)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._gate = threading.Event()
+        self._gate.set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,6 +110,7 @@ class RecordingServer:
                     outer.requests.append(request)
                     behaviour = outer.behaviour
                 status, answer = outer.answer(request, behaviour)
+                outer._gate.wait()
                 if behaviour.delay:
                     outer._stop.wait(behaviour.delay)
                 body = json.dumps(answer).encode()
@@ -116,6 +122,8 @@ class RecordingServer:
                     self.wfile.write(body)
                 except OSError:
                     pass  # the client gave up (timeout) or died
+                with outer._lock:
+                    outer.answered += 1
 
         self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self._server.daemon_threads = True
@@ -137,6 +145,15 @@ class RecordingServer:
         with self._lock:
             self.behaviour = Behaviour(status, delay, error_code)
 
+    def hold(self) -> None:
+        """Take requests as usual (a provider accepts a message when it arrives), but answer
+        none of them until :meth:`release`: the sends stay in flight as long as the test needs."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and every later one at once."""
+        self._gate.set()
+
     def received(self, path: str = "") -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path.startswith(path)]
@@ -147,6 +164,7 @@ class RecordingServer:
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
+        self._gate.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -427,6 +445,18 @@ def produce(bootstrap: str, event: Event, times: int = 1, topic: str = "motcua.d
     producer = KafkaProducer(bootstrap_servers=[bootstrap], api_version=(4, 0))
     try:
         for _ in range(times):
+            producer.send(topic, key=record.key, value=record.value, headers=record.headers)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def produce_all(bootstrap: str, events: list[Event], topic: str = "motcua.dossier.v1") -> None:
+    """Put ``events`` on the topic in order, with one producer (a burst)."""
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], api_version=(4, 0), linger_ms=5)
+    try:
+        for event in events:
+            record = encode(event)
             producer.send(topic, key=record.key, value=record.value, headers=record.headers)
         producer.flush(30)
     finally:

@@ -46,3 +46,8 @@ RECEIPTS = Counter(
     "Delivery receipts received, by provider and result (applied, ignored, unknown, refused)",
     ["provider", "result"],
 )
+IN_FLIGHT = Gauge(
+    "motcua_notify_sends_in_flight",
+    "Sends handed to a channel's workers and not yet answered (at most its sender's workers)",
+    ["channel"],
+)

@@ -5,9 +5,12 @@ Two halves, joined by the ``notifications`` table:
 * **Recording** — each dossier or payment event becomes intents, one per (event, channel,
   recipient), inserted in the consumer's transaction with the inbox entry. The table's UNIQUE
   key makes a redelivered event a no-op even without the inbox.
-* **Sending** — a timer claims due rows (state sending, with a lease), sends them outside any
-  transaction through the channel adapters, and records each outcome with its notify event
-  in the outbox. A sender that dies mid-send leaves rows whose lease runs out; they are sent
+* **Sending** — each configured channel has its own sender (:mod:`motcua_notify.sender`, run
+  by its own timer ``send_<channel>``) with its own bounded workers: it claims only its
+  channel's due rows (state sending, with a lease), sends them outside any transaction through
+  the channel's adapter, and records each outcome with its notify event in the outbox as soon
+  as it is known. A slow provider keeps its own channel's workers busy, never the others
+  (ADR 0037). A sender that dies mid-send leaves rows whose lease runs out; they are sent
   again with the same idempotency reference, so providers that honour it send once.
 
 Rate limits (token buckets per channel) and quiet hours (SMS) are applied when claiming;
@@ -18,10 +21,9 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -74,6 +76,7 @@ from motcua_notify.domain.notification import (
     Published,
     SendResult,
     Verdict,
+    addresses_citizen,
     after_receipt,
     after_receipt_timeout,
     after_send,
@@ -89,6 +92,7 @@ from motcua_notify.domain.subscriptions import (
 )
 from motcua_notify.domain.templates import TemplateCatalogue, TemplateCatalogueError
 from motcua_notify.metrics import HELD, MESSAGES, QUEUE_AGE, QUEUE_WAIT, RETRIES
+from motcua_notify.sender import ChannelSender
 from motcua_notify.settings import NotifySettings
 
 log = logging.getLogger(__name__)
@@ -237,10 +241,22 @@ class NotifyService(Service):
             channel: TokenBucket(limit.per_second, limit.burst, now)
             for channel, limit in s.rate_limits.items()
         }
-        self._executor: ThreadPoolExecutor | None = None
+        # One sender per configured channel, each with its own workers (ADR 0037).
+        self.senders = {
+            channel: ChannelSender(
+                channel,
+                s.sender_workers(channel),
+                claim=self._claim,
+                send=self._send_one,
+                settle=self._settle,
+                release=self._release,
+                stopping=lambda: self.stopping,
+                poll_seconds=s.dispatch_interval_seconds,
+            )
+            for channel in self.channels
+        }
         self._receipts: ReceiptServer | None = None
         self._last_gauges = 0.0
-        self._dispatch_lock = threading.Lock()
         sms = self.channels.get(Channel.SMS)
         if isinstance(sms, FailoverSms):
             sms.on_failover = self._fail_over
@@ -250,6 +266,15 @@ class NotifyService(Service):
         s = self.context.settings
         assert isinstance(s, NotifySettings)
         return s
+
+    def timers(self) -> list[tuple[str, float | str, Callable[[], object]]]:
+        """The class's timers, and one per configured channel running that channel's sender:
+        each in its own thread, so one channel's slow sends never delay another's."""
+        own: list[tuple[str, float | str, Callable[[], object]]] = [
+            (f"send_{channel.value}", "dispatch_interval_seconds", sender.run)
+            for channel, sender in self.senders.items()
+        ]
+        return [*super().timers(), *own]
 
     def grpc_services(self) -> list[tuple[str, Registration]]:
         api = NotifyApi(self)
@@ -296,7 +321,9 @@ class NotifyService(Service):
         """Record the intents for one occurrence; returns the ids that were new."""
         now = self.clock()
         contact = occurrence.contact
-        opted = self.repository.opted_out(session, contact.citizen_id) if contact else {}
+        opted: Mapping[Channel, datetime] = {}
+        if contact is not None and addresses_citizen(occurrence, self.catalogue, self.enabled):
+            opted = self.repository.opted_out(session, contact.citizen_id)
         the_plan = plan(
             occurrence,
             self.catalogue,
@@ -336,10 +363,12 @@ class NotifyService(Service):
     # -- sending -------------------------------------------------------------------------------
     @timer("dispatch_interval_seconds")
     def _tick(self) -> None:
-        """The sender's heartbeat: sends what is due."""
+        """The senders' heartbeat: fails what no channel can send, refreshes the queue gauges.
+
+        The sending itself is each channel's own timer (``send_<channel>``, see ``timers``).
+        """
         now = time.monotonic()
-        while self.dispatch() >= self.settings.dispatch_batch_size and not self.stopping:
-            pass  # a full batch: more may be due
+        self.fail_unconfigured()
         if now - self._last_gauges >= 2.0:
             self._last_gauges = now
             self.update_queue_gauges()
@@ -363,59 +392,50 @@ class NotifyService(Service):
         return done
 
     def dispatch(self) -> int:
-        """Claim what is due, send it, record the outcomes; returns how many were sent."""
-        with self._dispatch_lock:
-            claimed = self._claim()
-            if not claimed:
-                return 0
-            executor = self._pool()
-            futures = {executor.submit(self._send_unless_stopping, n): n for n in claimed}
-            # Each outcome is written as soon as it is known: a crash then resends (SMTP has no
-            # idempotency key) only what was really in flight, not the whole batch.
-            unsent = []
-            for future in as_completed(futures):
-                result = future.result()
-                if result is None:
-                    unsent.append(futures[future])
-                else:
-                    self._settle(futures[future], result)
-            if unsent:  # a stop came: what was not yet sent goes back to the queue at once
-                with transaction(self.context.sessions) as session:
-                    for n in unsent:
-                        self.repository.release(session, n, self.clock())
-            return len(claimed)
+        """Send what is due on every channel, each channel on its own sender and all channels at
+        once; returns how many messages were claimed. Returns when nothing more is due and no
+        send is in flight (tests and tools; a running service's channel timers do the same
+        continuously)."""
+        self.fail_unconfigured()
+        senders = list(self.senders.values())
+        if len(senders) <= 1:
+            return sum(sender.run() for sender in senders)
+        with ThreadPoolExecutor(len(senders), thread_name_prefix="notify-dispatch") as pool:
+            return sum(pool.map(lambda sender: sender.run(), senders))
 
-    def _send_unless_stopping(self, notification: Notification) -> SendResult | None:
-        """Send, unless the service began stopping while this one waited for a sender."""
-        if self.stopping:
-            return None
-        return self._send_one(notification)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.settings.sender_concurrency, thread_name_prefix="notify-send"
-            )
-        return self._executor
-
-    def _claim(self) -> list[Notification]:
-        s = self.settings
-        now = self.clock()
-        lease_until = now + timedelta(seconds=s.send_lease_seconds)
-        claimed: list[Notification] = []
+    def fail_unconfigured(self) -> int:
+        """Due messages of a channel no longer configured fail technically; returns how many."""
         unconfigured = [c for c in Channel if c not in self.channels]
+        if not unconfigured:
+            return 0
+        now = self.clock()
         with transaction(self.context.sessions) as session:
-            for orphan in self.repository.due(session, now, s.dispatch_batch_size, unconfigured):
+            orphans = self.repository.due(
+                session, now, self.settings.dispatch_batch_size, unconfigured
+            )
+            for orphan in orphans:
                 self._fail_technically(
                     session, orphan, now, f"channel {orphan.channel.value} is not configured"
                 )
-            for channel in self.channels:
-                due = self._claim_channel(session, channel, now, lease_until)
-                claimed.extend(due)
-        return claimed
+        return len(orphans)
+
+    def _claim(self, channel: Channel, most: int) -> list[Notification]:
+        """Take up to ``most`` of ``channel``'s due messages for sending (its sender's call)."""
+        s = self.settings
+        now = self.clock()
+        lease_until = now + timedelta(seconds=s.send_lease_seconds)
+        limit = min(most, s.dispatch_batch_size)
+        with transaction(self.context.sessions) as session:
+            return self._claim_channel(session, channel, now, lease_until, limit)
+
+    def _release(self, unsent: list[Notification]) -> None:
+        """Hand back claimed messages that were not sent (a stop came): due again at once."""
+        with transaction(self.context.sessions) as session:
+            for n in unsent:
+                self.repository.release(session, n, self.clock())
 
     def _claim_channel(
-        self, session: Session, channel: Channel, now: datetime, lease_until: datetime
+        self, session: Session, channel: Channel, now: datetime, lease_until: datetime, most: int
     ) -> list[Notification]:
         s = self.settings
         if channel in self.settings.quiet_hours_channels and self.quiet is not None:
@@ -433,7 +453,7 @@ class NotifyService(Service):
                     _after_commit(session, lambda: label.inc(count))
                 return []
         bucket = self.buckets.get(channel)
-        limit = s.dispatch_batch_size
+        limit = most
         if bucket is not None:
             limit = min(limit, int(bucket.available(now.timestamp())))
             if limit == 0:
@@ -777,12 +797,11 @@ class NotifyService(Service):
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the receipts endpoint and the send pool, close provider clients."""
+        """Stop the receipts endpoint and the channels' workers, close provider clients."""
         if self._receipts is not None:
             self._receipts.stop()
             self._receipts = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for sender in self.senders.values():
+            sender.close()
         for adapter in self.channels.values():
             adapter.close()

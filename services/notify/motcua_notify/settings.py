@@ -89,9 +89,18 @@ class NotifySettings(ServiceSettings):
     quiet_hours_channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS])
 
     # -- sending and retries -------------------------------------------------------------------
+    # How often each channel's sender looks for due messages while it has idle workers.
     dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    # The most rows one claim takes (also per quiet-hours hold, and per orphan sweep).
     dispatch_batch_size: int = Field(default=50, ge=1)
+    # Each configured channel has its own sender with this many workers, i.e. at most this
+    # many of its sends in flight at once, claimed only as workers are free (ADR 0037): a
+    # provider that is slow or timing out holds up its own channel only. Per process: with N
+    # replicas a channel has N x this many sends in flight at most.
     sender_concurrency: int = Field(default=8, ge=1)
+    # Per channel overrides, JSON: MOTCUA_NOTIFY_SENDER_CONCURRENCY_BY_CHANNEL='{"sms": 16}'
+    # (a slow provider's throughput is workers / its latency; channels left out: the above).
+    sender_concurrency_by_channel: dict[Channel, int] = Field(default_factory=dict)
     send_lease_seconds: float = Field(default=60.0, gt=0)
     retry_max_attempts: int = Field(default=48, ge=1)
     retry_base_seconds: float = Field(default=5.0, gt=0)
@@ -115,6 +124,14 @@ class NotifySettings(ServiceSettings):
     ) -> dict[Channel, RateLimit]:
         return {**_default_rate_limits(), **value}
 
+    @field_validator("sender_concurrency_by_channel")
+    @classmethod
+    def _workers_positive(cls, value: dict[Channel, int]) -> dict[Channel, int]:
+        for channel, workers in value.items():
+            if workers < 1:
+                raise ValueError(f"{channel.value} needs at least one sender worker")
+        return value
+
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> NotifySettings:
         """A sender still waiting on a provider must not look dead to the others."""
@@ -131,6 +148,10 @@ class NotifySettings(ServiceSettings):
                 f"({longest}s: provider timeouts, SMS failover included)"
             )
         return self
+
+    def sender_workers(self, channel: Channel) -> int:
+        """How many sends of ``channel`` may be in flight at once in this process."""
+        return self.sender_concurrency_by_channel.get(channel, self.sender_concurrency)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

@@ -10,6 +10,7 @@ import pytest
 from motcua_notify import events
 from motcua_notify.domain.notification import (
     Contact,
+    addresses_citizen,
     mask_recipient,
     normalise_phone,
     notification_id,
@@ -140,6 +141,16 @@ def test_events_without_a_template_reach_webhooks_only() -> None:
         sms_encoding=Encoding.GSM7,
     )
     assert [i.channel for i in result.intents] == [Channel.WEBHOOK]
+
+
+def test_opt_outs_are_looked_up_only_for_a_notice_to_the_citizen_on_an_enabled_channel() -> None:
+    payment_requested = SNAPSHOT.occurrence(
+        "e-9", events.DOSSIER_PAYMENT_REQUESTED, datetime(2026, 11, 29, tzinfo=UTC), {}
+    )
+    assert addresses_citizen(submitted(), CATALOGUE, ALL)
+    assert addresses_citizen(submitted(), CATALOGUE, {Channel.SMS})
+    assert not addresses_citizen(submitted(), CATALOGUE, {Channel.WEBHOOK})
+    assert not addresses_citizen(payment_requested, CATALOGUE, ALL)  # webhooks only
 
 
 def test_webhook_body_is_signed_json_without_personal_data() -> None:

@@ -148,6 +148,34 @@ def _insert(session: Session, table: Table) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
+# Statements run once or more per consumed event, built once per dialect: the rows go in as
+# parameters, so SQLAlchemy compiles each statement once and sends the rows of one call as one
+# multi-row INSERT ("insertmanyvalues").
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _add_intents(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the ids of the rows that were new."""
+    key = ("add_intents", session.get_bind().dialect.name)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = (
+            _insert(session, notifications).on_conflict_do_nothing().returning(notifications.c.id)
+        )
+    return _STATEMENTS[key]
+
+
+def _save_snapshot(session: Session) -> Any:
+    """An upsert of a dossier's latest snapshot."""
+    key = ("save_snapshot", session.get_bind().dialect.name)
+    if key not in _STATEMENTS:
+        stmt = _insert(session, dossier_snapshots)
+        columns = [c.name for c in dossier_snapshots.columns if c.name != "dossier_code"]
+        _STATEMENTS[key] = stmt.on_conflict_do_update(
+            index_elements=["dossier_code"], set_={c: stmt.excluded[c] for c in columns}
+        )
+    return _STATEMENTS[key]
+
+
 class NotificationRepository:
     """Reads and writes notifications, their history, opt-outs and dossier snapshots."""
 
@@ -159,45 +187,61 @@ class NotificationRepository:
         now: datetime,
         trace_headers: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Insert what is new; returns the ids inserted (a duplicate is silently skipped)."""
-        inserted: list[str] = []
-        for intent in intents:
-            stmt = (
-                _insert(session, notifications)
-                .values(
-                    id=intent.id,
-                    event_id=intent.event_id,
-                    event_type=intent.event_type,
-                    channel=intent.channel.value,
-                    recipient=intent.recipient,
-                    dossier_code=intent.dossier_code,
-                    agency_code=intent.agency_code,
-                    citizen_id=intent.citizen_id,
-                    template=intent.template,
-                    subject=intent.subject[:500],
-                    body=intent.body,
-                    payload=intent.payload,
-                    sms_segments=intent.sms_segments,
-                    state=State.CREATED.value,
-                    attempts=0,
-                    reference="",
-                    provider="",
-                    provider_ref="",
-                    detail="",
-                    created_at=now,
-                    updated_at=now,
-                    next_attempt_at=now,
-                    lease_until=None,
-                    trace_headers=dict(trace_headers or {}),
-                )
-                .on_conflict_do_nothing()
-                .returning(notifications.c.id)
+        """Insert what is new; returns the ids inserted (a duplicate is silently skipped).
+
+        One INSERT for all the intents of an occurrence and one for their history rows,
+        whatever the number of channels and subscribers.
+        """
+        headers = dict(trace_headers or {})
+        values: list[dict[str, Any]] = [
+            {
+                "id": intent.id,
+                "event_id": intent.event_id,
+                "event_type": intent.event_type,
+                "channel": intent.channel.value,
+                "recipient": intent.recipient,
+                "dossier_code": intent.dossier_code,
+                "agency_code": intent.agency_code,
+                "citizen_id": intent.citizen_id,
+                "template": intent.template,
+                "subject": intent.subject[:500],
+                "body": intent.body,
+                "payload": intent.payload,
+                "sms_segments": intent.sms_segments,
+                "state": State.CREATED.value,
+                "attempts": 0,
+                "reference": "",
+                "provider": "",
+                "provider_ref": "",
+                "detail": "",
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": now,
+                "lease_until": None,
+                "trace_headers": headers,
+            }
+            for intent in intents
+        ]
+        if not values:
+            return []
+        new = set(session.execute(_add_intents(session), values).scalars())
+        ids: list[str] = [v["id"] for v in values]
+        inserted = [nid for nid in dict.fromkeys(ids) if nid in new]
+        if inserted:
+            session.execute(
+                insert(notification_history),
+                [
+                    {
+                        "notification_id": nid,
+                        "state": State.CREATED.value,
+                        "at": now,
+                        "attempt": 0,
+                        "provider": "",
+                        "detail": "recorded",
+                    }
+                    for nid in inserted
+                ],
             )
-            new_id = session.execute(stmt).scalar()
-            if new_id is None:
-                continue
-            inserted.append(new_id)
-            self.add_history(session, new_id, State.CREATED, now, 0, "", "recorded")
         return inserted
 
     # -- reading -----------------------------------------------------------------------------
@@ -516,11 +560,7 @@ class NotificationRepository:
             "email": c.email[:254],
             "updated_at": now,
         }
-        session.execute(
-            _insert(session, dossier_snapshots)
-            .values(dossier_code=snapshot.dossier_code, **values)
-            .on_conflict_do_update(index_elements=["dossier_code"], set_=values)
-        )
+        session.execute(_save_snapshot(session), {"dossier_code": snapshot.dossier_code, **values})
 
     def snapshot(self, session: Session, dossier_code: str) -> DossierSnapshot | None:
         s = dossier_snapshots

@@ -143,6 +143,18 @@ class Plan:
     no_address: list[Channel] = field(default_factory=list)
 
 
+def addresses_citizen(
+    occurrence: Occurrence, catalogue: TemplateCatalogue, enabled: Iterable[Channel]
+) -> bool:
+    """Whether :func:`plan` would address the citizen on some enabled channel (so their
+    opt-outs matter); False for an event with no notice, or only for channels not enabled."""
+    template = catalogue.for_event(occurrence.event_type)
+    if template is None or occurrence.contact is None:
+        return False
+    enabled_set = set(enabled)
+    return any(channel in enabled_set for channel in template.channels)
+
+
 def plan(
     occurrence: Occurrence,
     catalogue: TemplateCatalogue,

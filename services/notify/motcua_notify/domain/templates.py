@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
@@ -103,6 +104,9 @@ class TemplateCatalogue:
     segment_limit: int
     _by_event: dict[str, Template] = field(default_factory=dict)
     _env: SandboxedEnvironment = field(default_factory=lambda: _environment())
+    # Each template's source compiled once, on first use (compiling costs far more than
+    # rendering; the catalogue is fixed once loaded, so this holds every source at most once).
+    _compiled: dict[str, jinja2.Template] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for template in self.templates.values():
@@ -220,7 +224,10 @@ class TemplateCatalogue:
         return value if variable is not None and variable.link else _cut(value, limit, ellipsis)
 
     def _render(self, source: str, context: Mapping[str, str]) -> str:
-        return self._env.from_string(source).render(**context)
+        compiled = self._compiled.get(source)
+        if compiled is None:
+            compiled = self._compiled[source] = self._env.from_string(source)
+        return compiled.render(**context)
 
 
 # -- helpers -------------------------------------------------------------------------------------
