@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # `make helm-check`: everything that can be checked about the charts without a cluster.
 #
-#   1. the generated service charts match helm/tools/gen_subcharts.py
-#   2. helm/build-deps.sh packages motcua-lib into every chart (works on a fresh clone)
-#   3. helm lint --strict, for each values file, monitoring objects off and forced on
-#   4. helm template for each values file, with the Prometheus Operator API (monitoring on) and
+#   1. helm/build-deps.sh packages motcua-lib into the umbrella chart (works on a fresh clone)
+#   2. helm lint --strict, for each values set, monitoring objects off and forced on
+#   3. helm template for each values set, with the Prometheus Operator API (monitoring on) and
 #      without it (off), for each Kubernetes version in KUBE_VERSIONS
-#   5. strict schema validation of every rendered object for its Kubernetes version
+#   4. strict schema validation of every rendered object for its Kubernetes version
 #      (helm/tools/validate_rendered.py: an unknown kind/apiVersion fails, except allowed CRDs)
-#   6. yamllint (helm/.yamllint) over the values files, the Chart.yaml files and the output
-#   7. the chart tests: pytest tests/helm
+#   5. yamllint (helm/.yamllint) over the values files, the Chart.yaml files and the output
+#   6. the chart tests: pytest tests/helm
 #
 # Every step runs even when an earlier one failed, so one run shows every problem; the exit
 # status is 1 when any step failed.
@@ -20,9 +19,10 @@
 #                              (default: .venv/bin/python at the repository root)
 #   HELM_CHECK_VALUES          values sets to check, space-separated; a set is one file or
 #                              several joined by commas (given as -f in that order)
-#                              (default: helm/motcua/values-dev.yaml helm/motcua/values-prod.yaml)
+#                              (default: helm/motcua/values-dev.yaml helm/motcua/values-prod.yaml
+#                              helm/motcua/values-prod.yaml,helm/motcua/values-openshift.yaml)
 #   HELM_CHECK_KUBE_VERSIONS   default: 1.30 1.31 ... 1.37
-#   HELM_CHECK_PYTEST          0 skips step 7 (tests/helm runs this script itself)
+#   HELM_CHECK_PYTEST          0 skips step 6 (tests/helm runs this script itself)
 #   HELM_CHECK_OUT             keep the rendered manifests in this directory
 #   MOTCUA_ROOT                the repository (default: the parent of this script's directory)
 set -uo pipefail
@@ -34,7 +34,7 @@ HELM="$(command -v "$HELM" || echo "$HELM")"   # a bare name means the one on PA
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 CHART="$HELM_DIR/motcua"
 KUBE_VERSIONS="${HELM_CHECK_KUBE_VERSIONS:-1.30 1.31 1.32 1.33 1.34 1.35 1.36 1.37}"
-VALUES="${HELM_CHECK_VALUES:-$CHART/values-dev.yaml $CHART/values-prod.yaml}"
+VALUES="${HELM_CHECK_VALUES:-$CHART/values-dev.yaml $CHART/values-prod.yaml $CHART/values-prod.yaml,$CHART/values-openshift.yaml}"
 RELEASE=motcua
 NAMESPACE=motcua
 MONITORING_API=monitoring.coreos.com/v1
@@ -72,10 +72,7 @@ run() {
   fi
 }
 
-step "generated service charts are current"
-run "gen_subcharts --check" "$PY" "$HELM_DIR/tools/gen_subcharts.py" --check
-
-step "package motcua-lib into the charts"
+step "package motcua-lib into the umbrella chart"
 if ! HELM="$HELM" bash "$HELM_DIR/build-deps.sh"; then
   echo "helm-check: helm/build-deps.sh failed; nothing else can be checked" >&2
   exit 1
@@ -130,8 +127,8 @@ for f in "${rendered[@]}"; do
     distinct+=("$f")
   fi
 done
-lint_files=("$CHART"/values*.yaml "$CHART"/charts/*/values.yaml "$CHART/Chart.yaml"
-  "$CHART"/charts/*/Chart.yaml "$HELM_DIR/motcua-lib/Chart.yaml" "$HELM_DIR/motcua-lib/values.yaml")
+lint_files=("$CHART"/values*.yaml "$CHART/Chart.yaml" "$HELM_DIR/motcua-lib/Chart.yaml"
+  "$HELM_DIR/motcua-lib/values.yaml")
 for values in ${VALUES//,/ }; do
   [[ " ${lint_files[*]} " == *" $values "* ]] || lint_files+=("$values")
 done

@@ -110,19 +110,24 @@ ALLOWED_CRDS: dict[tuple[str, str], dict[str, Any]] = {
             },
         }
     ),
-    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): _crd(
-        {
-            "type": "object",
-            "required": ["partitions", "replicas"],
-            "properties": {
-                "topicName": {"type": "string", "minLength": 1},
-                "partitions": {"type": "integer", "minimum": 1},
-                "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
-                "config": {"type": "object"},
+    # Strimzi serves the same KafkaTopic spec at v1 (0.49 and later, the only version from 1.0)
+    # and at v1beta2 (older operators); the chart renders either (kafkaTopics.apiVersion).
+    **{
+        (api, "KafkaTopic"): _crd(
+            {
+                "type": "object",
+                "required": ["partitions", "replicas"],
+                "properties": {
+                    "topicName": {"type": "string", "minLength": 1},
+                    "partitions": {"type": "integer", "minimum": 1},
+                    "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
+                    "config": {"type": "object"},
+                },
             },
-        },
-        labels={"type": "object", "required": ["strimzi.io/cluster"]},
-    ),
+            labels={"type": "object", "required": ["strimzi.io/cluster"]},
+        )
+        for api in ("kafka.strimzi.io/v1", "kafka.strimzi.io/v1beta2")
+    },
     ("keda.sh/v1alpha1", "ScaledObject"): _crd(
         {
             "type": "object",

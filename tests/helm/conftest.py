@@ -1,16 +1,35 @@
-"""Fixtures shared by the chart tests: the helm binary and a packaged copy of helm/."""
+"""Fixtures shared by the chart tests: the helm binary and a packaged copy of helm/; helpers in
+chart_support.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM_SRC = ROOT / "helm"
+
+
+def _register_support() -> None:
+    """Makes tests/helm/chart_support.py importable as `chart_support` for the test modules."""
+    if "chart_support" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        "chart_support", Path(__file__).with_name("chart_support.py")
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["chart_support"] = module
+    spec.loader.exec_module(module)
+
+
+_register_support()
 
 
 def find_helm() -> str:

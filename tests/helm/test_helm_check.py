@@ -118,6 +118,15 @@ def test_allowed_crds_pass_but_only_at_their_api_version_and_in_shape() -> None:
     assert problems(rule) == []
     rule["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
     assert problems(rule)
+    topic: dict[str, Any] = {
+        "kind": "KafkaTopic",
+        "metadata": {"name": "t", "labels": {"strimzi.io/cluster": "c"}},
+        "spec": {"partitions": 3, "replicas": 3},
+    }
+    for api in ("kafka.strimzi.io/v1", "kafka.strimzi.io/v1beta2"):
+        assert problems({**topic, "apiVersion": api}) == [], api
+        assert problems({**topic, "apiVersion": api, "spec": {"partitions": 0, "replicas": 3}})
+    assert problems({**topic, "apiVersion": "kafka.strimzi.io/v1alpha1"})
     assert {k for _, k in validator.ALLOWED_CRDS} == {
         "ServiceMonitor",
         "PrometheusRule",
@@ -197,8 +206,10 @@ def test_helm_check_fails_when_a_rendered_object_is_broken(
     broken.write_text(
         yaml.safe_dump(
             {
-                "dossier": {"affinity": {"nodeAfinity": {}}},
-                "notify": {"extraEnv": [{"name": "MOTCUA_NOTIFY_X", "valueFrom": "oops"}]},
+                "services": {
+                    "dossier": {"affinity": {"nodeAfinity": {}}},
+                    "notify": {"extraEnv": [{"name": "MOTCUA_NOTIFY_X", "valueFrom": "oops"}]},
+                }
             }
         )
     )
@@ -217,7 +228,7 @@ def test_helm_check_fails_on_values_that_helm_refuses(
     helm: str, helm_copy: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "values-wrong-type.yaml"
-    broken.write_text("dossier:\n  replicaCount: two\n")
+    broken.write_text("services:\n  dossier:\n    replicaCount: two\n")
     values = f"{helm_copy / 'motcua' / 'values-dev.yaml'},{broken}"
     result = run_check(helm, helm_copy, HELM_CHECK_VALUES=values, HELM_CHECK_KUBE_VERSIONS="1.30")
     assert result.returncode == 1
@@ -227,7 +238,7 @@ def test_helm_check_fails_on_values_that_helm_refuses(
 def test_helm_check_fails_on_a_yamllint_error(helm: str, helm_copy: Path, tmp_path: Path) -> None:
     # Helm takes the last of two equal keys without a word; yamllint does not.
     broken = tmp_path / "values-duplicate-key.yaml"
-    broken.write_text("dossier:\n  replicaCount: 1\n  replicaCount: 2\n")
+    broken.write_text("services:\n  dossier:\n    replicaCount: 1\n    replicaCount: 2\n")
     values = f"{helm_copy / 'motcua' / 'values-dev.yaml'},{broken}"
     result = run_check(helm, helm_copy, HELM_CHECK_VALUES=values, HELM_CHECK_KUBE_VERSIONS="1.30")
     assert result.returncode == 1

@@ -113,11 +113,12 @@ spec:
       {{- with include "motcua-lib.imagePullSecrets" . | trim }}{{ . | nindent 6 }}{{- end }}
       securityContext:
         {{- include "motcua-lib.podSecurityContext" . | nindent 8 }}
-      terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+      # preStop + shutdownGraceSeconds + 5 s, unless set longer (motcua-lib.terminationGrace).
+      terminationGracePeriodSeconds: {{ include "motcua-lib.terminationGrace" . }}
       {{- with include "motcua-lib.topologySpreadConstraints" . | trim }}{{ . | nindent 6 }}{{- end }}
       {{- with include "motcua-lib.scheduling" . | trim }}{{ . | nindent 6 }}{{- end }}
       containers:
-        - name: {{ include "motcua-lib.service" . }}
+        - name: {{ .Service }}
           image: {{ include "motcua-lib.image" . | quote }}
           imagePullPolicy: {{ .Values.image.pullPolicy }}
           {{- /* The migration hook has already migrated; without it the service migrates itself. */}}

@@ -36,6 +36,8 @@ Job runs before the ConfigMap exists on first install).
 {{- with $s.kafka.saslUsername }}{{ $_ := set $d (print $p "KAFKA_SASL_USERNAME") . }}{{ end -}}
 {{- if $s.kafka.caSecret }}{{ $_ := set $d (print $p "KAFKA_SSL_CAFILE") (printf "%s/%s" $paths.kafkaCA $s.kafka.caKey) }}{{ end -}}
 {{- if gt (int64 $s.kafka.topicPartitions) 0 }}{{ $_ := set $d (print $p "TOPIC_PARTITIONS") (toString $s.kafka.topicPartitions) }}{{ end -}}
+{{- /* Which column of the topic registry's partition counts the services use when they create topics. */ -}}
+{{- $_ := set $d (print $p "ENVIRONMENT") $s.environment -}}
 {{- if $s.jwt.publicKeySecret }}{{ $_ := set $d (print $p "JWT_PUBLIC_KEY_FILE") (printf "%s/%s" $paths.jwt $s.jwt.publicKeyKey) }}{{ end -}}
 {{- with $s.jwt.issuer }}{{ $_ := set $d (print $p "JWT_ISSUER") . }}{{ end -}}
 {{- with $s.jwt.audience }}{{ $_ := set $d (print $p "JWT_AUDIENCE") . }}{{ end -}}
@@ -46,6 +48,8 @@ Job runs before the ConfigMap exists on first install).
 {{- end -}}
 {{- with $s.otlpEndpoint }}{{ $_ := set $d (print $p "OTLP_ENDPOINT") . }}{{ end -}}
 {{- $_ := set $d (print $p "LOG_LEVEL") $s.logLevel -}}
+{{- /* The one shutdown deadline (docs/adr/0010); terminationGracePeriodSeconds is derived from it. */ -}}
+{{- $_ := set $d (print $p "SHUTDOWN_GRACE_SECONDS") (.Values.shutdownGraceSeconds | int64 | toString) -}}
 {{- range $suffix, $ref := .Values.secretFiles -}}
 {{- $_ := set $d (print $p $suffix) (printf "%s/%s/%s" $paths.files (lower $suffix | replace "_" "-") $ref.key) -}}
 {{- end -}}
@@ -159,27 +163,18 @@ Job runs before the ConfigMap exists on first install).
 {{- end }}
 {{- end -}}
 
-{{/* The restricted Pod Security Standard, for every pod the charts create. */}}
+{{/*
+Security contexts: the values' podSecurityContext and containerSecurityContext (restricted Pod
+Security Standard by default: non-root UID 10001, read-only root filesystem, no privilege
+escalation, every capability dropped, RuntimeDefault seccomp). A null in the values removes a
+key, e.g. runAsUser, runAsGroup and fsGroup on OpenShift, whose restricted-v2 SCC assigns them
+from the namespace's range (values-openshift.yaml). For every pod the chart creates: the
+Deployment's, the migration Job's and the `helm test` pod.
+*/}}
 {{- define "motcua-lib.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-fsGroupChangePolicy: OnRootMismatch
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml (.Values.podSecurityContext | default dict) -}}
 {{- end -}}
 
 {{- define "motcua-lib.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml (.Values.containerSecurityContext | default dict) -}}
 {{- end -}}

@@ -1,32 +1,27 @@
 {{/*
-Names, labels and the effective settings of one motcua service.
+Names, labels, the image and the effective settings of one motcua service.
 
-Every template here is called with the including chart's root context (`.`). The service a
-chart deploys is the chart's own name: dossier, notify, payment or audit. From it follow the
-Python module (`motcua_<svc>`), the environment prefix (`MOTCUA_<SVC>_`) and the image name.
+Every template here is called with a service's context (see _context.tpl): .Service is the
+service's name, .Values its effective values, .Global the umbrella's `global` block.
 */}}
 
-{{- define "motcua-lib.service" -}}
-{{- .Chart.Name -}}
-{{- end -}}
-
 {{- define "motcua-lib.module" -}}
-{{- printf "motcua_%s" .Chart.Name -}}
+{{- printf "motcua_%s" .Service -}}
 {{- end -}}
 
 {{- define "motcua-lib.envPrefix" -}}
-{{- printf "MOTCUA_%s_" (upper .Chart.Name) -}}
+{{- printf "MOTCUA_%s_" (upper .Service) -}}
 {{- end -}}
 
 {{- define "motcua-lib.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- default .Service .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "motcua-lib.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $name := default .Service .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
@@ -46,10 +41,19 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* Standard labels. Call with (dict "ctx" . "component" "..."). */}}
+{{/*
+Standard labels. Call with (dict "ctx" . "component" "..."). Also used by the suite-wide
+objects, whose context is the root context: they pass "name".
+*/}}
 {{- define "motcua-lib.labels" -}}
 helm.sh/chart: {{ include "motcua-lib.chart" .ctx }}
+{{- if .name }}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- else }}
 {{ include "motcua-lib.selectorLabels" . }}
+{{- end }}
 {{- with .ctx.Chart.AppVersion }}
 app.kubernetes.io/version: {{ . | quote }}
 {{- end }}
@@ -80,23 +84,30 @@ http-callback and setting CALLBACK_PORT. Use as (include "motcua-lib.httpPorts" 
 {{- end -}}
 {{- end -}}
 
+{{/* The registry an image comes from: the service's own, else global.imageRegistry. */}}
+{{- define "motcua-lib.imageRegistry" -}}
+{{- .Values.image.registry | default .Global.imageRegistry | default "" | trimSuffix "/" -}}
+{{- end -}}
+
+{{/*
+The image reference: [<registry>/]<repository>, then @<digest> when a digest is given (it wins
+over the tag), else :<tag>, the tag defaulting to the umbrella chart's appVersion.
+*/}}
 {{- define "motcua-lib.image" -}}
-{{- $g := .Values.global | default dict -}}
-{{- $registry := .Values.image.registry | default $g.imageRegistry | default "" -}}
+{{- $registry := include "motcua-lib.imageRegistry" . -}}
 {{- $ref := .Values.image.repository -}}
 {{- if $registry -}}
-{{- $ref = printf "%s/%s" (trimSuffix "/" $registry) $ref -}}
+{{- $ref = printf "%s/%s" $registry $ref -}}
 {{- end -}}
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" $ref .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $ref (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- printf "%s:%s" $ref (.Values.image.tag | default .Chart.AppVersion | toString) -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "motcua-lib.imagePullSecrets" -}}
-{{- $g := .Values.global | default dict -}}
-{{- $secrets := concat ($g.imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
+{{- $secrets := concat (.Global.imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
 {{- with $secrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -121,7 +132,7 @@ The effective settings of this service: global values (shared by the suite) with
 overrides applied. Returned as YAML; use with `include "motcua-lib.settings" . | fromYaml`.
 */}}
 {{- define "motcua-lib.settings" -}}
-{{- $g := .Values.global | default dict -}}
+{{- $g := .Global -}}
 {{- $gk := $g.kafka | default dict -}}
 {{- $gsasl := $gk.sasl | default dict -}}
 {{- $gssl := $gk.ssl | default dict -}}
@@ -132,6 +143,7 @@ overrides applied. Returned as YAML; use with `include "motcua-lib.settings" . |
 {{- $lt := .Values.tls | default dict -}}
 {{- $go := $g.otlp | default dict -}}
 {{- $gm := $g.monitoring | default dict -}}
+environment: {{ $g.environment | default "prod" | quote }}
 kafka:
   bootstrap: {{ $gk.bootstrap | default "" | quote }}
   securityProtocol: {{ $gk.securityProtocol | default "PLAINTEXT" | quote }}
@@ -141,7 +153,7 @@ kafka:
   saslPasswordKey: {{ $lsasl.passwordKey | default $gsasl.passwordKey | default "password" | quote }}
   caSecret: {{ $gssl.caSecret | default "" | quote }}
   caKey: {{ $gssl.caKey | default "ca.crt" | quote }}
-  topicPartitions: {{ .Values.topicPartitions | default $gk.topicPartitions | default 0 | int64 }}
+  topicPartitions: {{ $gk.topicPartitions | default 0 | int64 }}
   createTopics: {{ ternary $gk.createTopics true (hasKey $gk "createTopics") }}
 otlpEndpoint: {{ $go.endpoint | default "" | quote }}
 logLevel: {{ .Values.logLevel | default $g.logLevel | default "INFO" | quote }}
@@ -167,32 +179,21 @@ monitoring:
 grpcHealthProbeImage: {{ $g.grpcHealthProbeImage | default "ghcr.io/grpc-ecosystem/grpc-health-probe:v0.4.53" | quote }}
 {{- end -}}
 
-{{/* Checks that cannot be expressed in values.schema.json (they combine global and local values). */}}
-{{- define "motcua-lib.validate" -}}
-{{- $s := include "motcua-lib.settings" . | fromYaml -}}
-{{- $svc := include "motcua-lib.service" . -}}
-{{- if not $s.kafka.bootstrap -}}
-{{- fail (printf "motcua %s: global.kafka.bootstrap is required (e.g. kafka:9092)" $svc) -}}
+{{/*
+terminationGracePeriodSeconds, derived: the preStop sleep, then the service's one shutdown
+deadline (shutdownGraceSeconds, counted from SIGTERM: docs/adr/0010), then 5 s: the kit's exit
+watchdog fires 1 s after the deadline, and the kubelet needs a moment to run the preStop exec
+and deliver the signal. An explicit terminationGracePeriodSeconds may only be longer
+(motcua-lib.validate refuses a shorter one).
+*/}}
+{{- define "motcua-lib.minTerminationGrace" -}}
+{{- add (.Values.preStopSleepSeconds | default 0 | int64) (.Values.shutdownGraceSeconds | int64) 5 -}}
 {{- end -}}
-{{- if not .Values.database.existingSecret -}}
-{{- fail (printf "motcua %s: %s.database.existingSecret is required: the name of the Secret holding the database URL" $svc $svc) -}}
-{{- end -}}
-{{- if and $s.tls.enabled (not $s.tls.existingSecret) -}}
-{{- fail (printf "motcua %s: TLS is on but neither %s.tls.existingSecret nor global.tls.existingSecret names the Secret with the certificate" $svc $svc) -}}
-{{- end -}}
-{{- if and (ne $s.kafka.securityProtocol "PLAINTEXT") (ne $s.kafka.securityProtocol "SSL") (not $s.kafka.saslMechanism) -}}
-{{- fail (printf "motcua %s: global.kafka.sasl.mechanism is required when global.kafka.securityProtocol is %s" $svc $s.kafka.securityProtocol) -}}
-{{- end -}}
-{{- /* Secrets are never values: a setting named like one must come from a Secret. */ -}}
-{{- $secretish := "(^|_)(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)$" -}}
-{{- range $suffix, $_ := .Values.config -}}
-{{- if regexMatch $secretish $suffix -}}
-{{- fail (printf "motcua %s: %s.config.%s looks like a secret, and values never hold secrets: use %s.secretEnv.%s: {secretName: <Secret>, key: <key>}" $svc $svc $suffix $svc $suffix) -}}
-{{- end -}}
-{{- end -}}
-{{- range .Values.extraEnv -}}
-{{- if and (regexMatch $secretish .name) (hasKey . "value") -}}
-{{- fail (printf "motcua %s: %s.extraEnv %s has a literal value, and values never hold secrets: use valueFrom.secretKeyRef (or %s.secretEnv)" $svc $svc .name $svc) -}}
-{{- end -}}
+
+{{- define "motcua-lib.terminationGrace" -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- include "motcua-lib.minTerminationGrace" . -}}
+{{- else -}}
+{{- .Values.terminationGracePeriodSeconds | int64 -}}
 {{- end -}}
 {{- end -}}

@@ -7,7 +7,10 @@ below 10 (e.g. a Secret a platform team adds as a hook). A hook runs
 before the release's ordinary objects exist, so the Job carries its environment inline instead of
 reading the ConfigMap, and uses migration.serviceAccountName (the namespace's default account
 when empty) rather than the chart's ServiceAccount. A failed Job is kept for its logs; the next
-attempt replaces it.
+attempt replaces it. Helm waits for each hook in turn, up to `--timeout` each (default 5m0s):
+migration.activeDeadlineSeconds (240) stays below it, so the Job fails by itself before Helm gives
+up and leaves it running (helm/README.md, "Install and upgrade"). With network policy on, the
+hook <release>-<svc>-migrate (weight 5) lets the Job reach DNS and PostgreSQL.
 */}}
 {{- define "motcua-lib.migration-job" -}}
 {{- if .Values.migration.enabled -}}

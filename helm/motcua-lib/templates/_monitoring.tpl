@@ -49,7 +49,7 @@ repository; tests/helm checks that every alert has one). Severities: critical pa
 {{- $s := include "motcua-lib.settings" . | fromYaml -}}
 {{- if and $s.monitoring.prometheusRule .Values.alerts.enabled -}}
 {{- $a := .Values.alerts -}}
-{{- $svc := include "motcua-lib.service" . -}}
+{{- $svc := .Service -}}
 {{- $sel := printf "namespace=%q, job=%q" .Release.Namespace (include "motcua-lib.fullname" .) -}}
 {{- $rb := $s.monitoring.runbookBaseUrl -}}
 apiVersion: monitoring.coreos.com/v1
@@ -146,7 +146,7 @@ spec:
             description: "{{ "{{" }} $value {{ "}}" }} payment successes were kept out of their dossiers in the last hour (reason {{ "{{" }} $labels.reason {{ "}}" }}): money was taken that no open fee request asked for. Each is in the audit log as vn.motcua.dossier.payment_refused.v1."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dossier-payment-refused") | quote }}
         {{- end }}
-        {{- if hasKey $a "callbackRejections" }}
+        {{- if eq $svc "payment" }}
         - alert: MotcuaPaymentCallbackRejectionsSpike
           expr: |
             sum by (reason) (increase(motcua_payment_callback_rejections_total{ {{- $sel }}}[10m])) > {{ $a.callbackRejections }}
@@ -159,7 +159,7 @@ spec:
             description: "{{ "{{" }} $value {{ "}}" }} payment gateway callbacks (return URL or IPN) were rejected with reason {{ "{{" }} $labels.reason {{ "}}" }} in the last 10 minutes: forged or replayed callbacks, or a gateway secret that no longer matches."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "payment-callback-rejections-spike") | quote }}
         {{- end }}
-        {{- if hasKey $a "treeHeadMaxAgeSeconds" }}
+        {{- if eq $svc "audit" }}
         - alert: MotcuaAuditTreeHeadStale
           expr: |
             (time() - max(motcua_audit_tree_head_timestamp_seconds{ {{- $sel }}})) > {{ $a.treeHeadMaxAgeSeconds }}

@@ -7,6 +7,12 @@ Grafana dashboard.
 Strimzi KafkaTopic objects for the four event topics and their .dlq companions (off by default:
 most clusters manage topics outside the application's release). Kept on `helm uninstall`
 unless kafkaTopics.keepOnUninstall is false: deleting a KafkaTopic deletes its data.
+
+Names and retention come from the topic registry (topics.json, written by `make events` from
+contracts/topics.yaml). One value sets the partitions of the four event topics:
+global.kafka.topicPartitions; 0 takes the registry's count for global.environment. A .dlq
+topic has the registry's DLQ partitions. apiVersion: kafka.strimzi.io/v1 (Strimzi 0.49 and
+later; the only version Strimzi 1.0 serves) or kafka.strimzi.io/v1beta2 (older operators).
 */}}
 {{- define "motcua-lib.kafkatopics" -}}
 {{- $t := .Values.kafkaTopics -}}
@@ -18,29 +24,30 @@ unless kafkaTopics.keepOnUninstall is false: deleting a KafkaTopic deletes its d
 {{- if not $registry.topics -}}
 {{- fail "motcua: topics.json (the topic registry, written by `make events`) is missing from the chart" -}}
 {{- end -}}
-{{- $env := $t.environment | default "prod" -}}
+{{- $env := .Values.global.environment | default "prod" -}}
+{{- $oneValue := dig "kafka" "topicPartitions" 0 .Values.global | int64 -}}
 {{- range $topic := $registry.topics }}
 {{- range $suffix := list "" ".dlq" }}
 {{- $name := printf "%s%s" $topic.name $suffix }}
-{{- $partitions := ternary $topic.dlq.partitions (get $topic.partitions $env) (eq $suffix ".dlq") }}
+{{- $partitions := ternary $topic.dlq.partitions (ternary $oneValue (get $topic.partitions $env) (gt $oneValue 0)) (eq $suffix ".dlq") }}
 {{- $days := ternary $topic.dlq.retention_days $topic.retention_days (eq $suffix ".dlq") }}
 {{- $override := get ($t.overrides | default dict) $name | default dict }}
 ---
-apiVersion: kafka.strimzi.io/v1beta2
+apiVersion: {{ $t.apiVersion | default "kafka.strimzi.io/v1" }}
 kind: KafkaTopic
 metadata:
   name: {{ $name }}
   namespace: {{ $t.namespace | default $.Release.Namespace }}
   labels:
     strimzi.io/cluster: {{ $t.clusterName | quote }}
-    {{- include "motcua-lib.labels" (dict "ctx" $ "component" "kafka-topic") | nindent 4 }}
+    {{- include "motcua-lib.labels" (dict "ctx" $ "name" "motcua" "component" "kafka-topic") | nindent 4 }}
   {{- if $t.keepOnUninstall }}
   annotations:
     helm.sh/resource-policy: keep
   {{- end }}
 spec:
   topicName: {{ $name }}
-  partitions: {{ $override.partitions | default $partitions | int64 }}
+  partitions: {{ $partitions | int64 }}
   replicas: {{ $override.replicas | default $t.replicas | int64 }}
   config:
     retention.ms: {{ $override.retentionMs | default (mul $days 86400000) | int64 }}
@@ -65,7 +72,7 @@ metadata:
   namespace: {{ $d.namespace | default .Release.Namespace }}
   labels:
     grafana_dashboard: "1"
-    {{- include "motcua-lib.labels" (dict "ctx" . "component" "dashboard") | nindent 4 }}
+    {{- include "motcua-lib.labels" (dict "ctx" . "name" "motcua" "component" "dashboard") | nindent 4 }}
     {{- with $d.labels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
