@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
         buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
         payment-states payment-states-check notify-states notify-states-check events events-check \
-        helm-deps helm-check duplicates clean
+        helm-deps helm-check duplicates clean soak
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -95,8 +95,11 @@ helm-deps: tools
 helm-check: setup tools ## helm lint/template, kubernetes-validate, yamllint, chart tests
 	bash helm/check.sh
 
-bench: setup ## Benchmarks as ratios against the bare stack, written to docs/benchmarks.md
-	$(PY) -m bench.run --write docs/benchmarks.md
+bench: setup ## Benchmarks as ratios against the bare stack and the peer: docs/benchmarks.{md,json}, docs/soak.png
+	$(PY) -m bench.run --write docs/benchmarks.md --json docs/benchmarks.json --soak-plot docs/soak.png
+
+soak: setup ## Only the soak: SOAK_MINUTES (10) at SOAK_RATE dossiers/s (10), plot in docs/soak.png
+	$(PY) -m bench.soak --minutes $(or $(SOAK_MINUTES),10) --rate $(or $(SOAK_RATE),10) --plot docs/soak.png
 
 infra-up: ## Start the local Kafka broker and PostgreSQL
 	bash infra/kafka.sh start

@@ -24,7 +24,7 @@ from dossier_client import CITIZEN_ID, submit_request
 from harness import Kafka, Postgres
 from suite import Suite, running_suite
 
-RATES = (5, 10, 20, 40, 80)
+RATES = (10, 20, 50, 100, 150, 200)  # issue 13 asks for the rows at 100, 150 and 200/s
 SECONDS_PER_RATE = 12
 SUBMITTED = "vn.motcua.dossier.submitted.v1"
 
@@ -123,9 +123,11 @@ def run(
     signing_keys: tuple[bytes, Path],
     token: Callable[..., str],
     folder: Path,
-) -> list[tuple[str, str, float]]:
+) -> tuple[list[tuple[str, str, float]], dict[str, float]]:
+    """Rows for every rate (each measured, also after one failed: its row is asked for), and
+    ``pipeline_max_rate_p99_under_1s``: the highest rate below which every rate held."""
     rows: list[tuple[str, str, float]] = []
-    best = 0
+    best, held = 0, True
     folder.mkdir(parents=True, exist_ok=True)
     with running_suite(kafka, postgres, signing_keys, token, folder) as suite:
         _measure(suite, 2, console)  # warm-up
@@ -138,10 +140,9 @@ def run(
                     p99 / 1000,
                 )
             )
-            if p99 < 1000:
+            held = held and p99 < 1000
+            if held:
                 best = rate
-            else:
-                break
     rows.append(
         (
             "highest offered rate (of " + ", ".join(map(str, RATES)) + "/s) with p99 < 1 s",
@@ -149,4 +150,4 @@ def run(
             float(best),
         )
     )
-    return rows
+    return rows, {"pipeline_max_rate_p99_under_1s": float(best)}

@@ -46,30 +46,39 @@ FEE_AFTER = ["approve", "return_result"]
 
 
 def _act(client: DossierClient, code: str, action: str) -> dossier_pb2.Dossier:
-    """One workflow action, safe to retry across restarts (the version says if it happened).
+    """One workflow action, safe to retry across restarts (the status says if it happened).
 
-    The expected version is read once: a retry after a lost answer then meets ABORTED or
-    FAILED_PRECONDITION, and a newer version says the earlier attempt did commit.
+    Every drill action changes the dossier's status, so a retry after a lost answer that meets
+    ABORTED or FAILED_PRECONDITION and finds the status moved on knows its earlier attempt did
+    commit. A version that moved while the status did not was someone else's change — the
+    deadline scanner marking the dossier due soon (HT-001 has no processing days) — and the
+    action is tried again on that version, as any client re-reads and retries on ABORTED.
     """
-    before = retrying(lambda: client.get(code)).version
+    start = retrying(lambda: client.get(code))
+    expected = start.version
+    deadline = time.monotonic() + 120
 
     def attempt() -> dossier_pb2.Dossier:
-        try:
-            return client.stub.TransitionDossier(
-                dossier_pb2.TransitionDossierRequest(
-                    code=code, action=action, expected_version=before
-                ),
-                metadata=client.metadata,
-                timeout=20,
-            ).dossier
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
-                again = client.get(code)
-                if again.version > before:  # our earlier attempt did commit
-                    return again
-            raise
+        return client.stub.TransitionDossier(
+            dossier_pb2.TransitionDossierRequest(
+                code=code, action=action, expected_version=expected
+            ),
+            metadata=client.metadata,
+            timeout=20,
+        ).dossier
 
-    return retrying(attempt)
+    while True:
+        try:
+            return retrying(attempt)
+        except grpc.RpcError as exc:
+            if exc.code() not in (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+            again = retrying(lambda: client.get(code))
+            if again.status != start.status:  # our earlier attempt did commit
+                return again
+            if exc.code() is not grpc.StatusCode.ABORTED or time.monotonic() > deadline:
+                raise
+            expected = again.version
 
 
 def _walk(suite: Suite, n: int) -> str:
