@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -86,6 +87,7 @@ def _submit(
                     str(proc.proc.pid),
                     "--rate",
                     "200",
+                    "--nonblocking",
                     "--format",
                     "speedscope",
                     "--output",
@@ -104,8 +106,8 @@ def _submit(
         result["payload"] = float(_request(0).ByteSize())
         return result, md
     finally:
-        if spy is not None:
-            spy.terminate()
+        if spy is not None:  # py-spy writes its profile on SIGINT
+            spy.send_signal(signal.SIGINT)
             spy.wait(30)
         proc.terminate()
 
