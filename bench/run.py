@@ -288,11 +288,16 @@ def main() -> None:
         if not args.skip_consumers:
             from bench import consumers
 
-            rows += consumers.run(console, kafka, postgres, (b"", key_file), workdir / "cons")
+            consumer_rows, consumer_figures = consumers.run(
+                console, kafka, postgres, (b"", key_file), workdir / "cons"
+            )
+            rows += consumer_rows
+            figures.update(consumer_figures)  # consumer_rate_*, _vs_faststream_*, efficiency
         if not args.skip_audit:
             from bench import audit
 
-            rows += audit.run(console)
+            rows += audit.run(console, postgres.create_database("bench_audit"))
+            figures.update(audit.RESULTS)
         if not args.skip_soak:
             from bench import soak
 

@@ -18,6 +18,7 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from pathlib import Path
 
 import grpc
@@ -628,6 +629,429 @@ def test_two_replicas_appending_at_once_keep_one_gapless_log(
         c.close()
     first.terminate()
     second.terminate()
+
+
+# --------------------------------------------------------------------------------------
+# The sequencer (ADR 0046): racing, killed mid-batch, restarted
+# --------------------------------------------------------------------------------------
+
+
+def _sequencer_entry(i: int, source: str = "/motcua/dossier"):
+    from datetime import UTC, datetime, timedelta
+
+    from motcua_audit.domain.entry import Actor, Entry, EntryKind, Role
+
+    t = datetime(2026, 12, 1, 8, 0, tzinfo=UTC) + timedelta(milliseconds=i)
+    return Entry(
+        kind=EntryKind.EVENT,
+        event_id=f"seq-{i}",
+        event_source=source,
+        event_type="vn.motcua.dossier.received.v1",
+        event_subject="STP-261201-0001",
+        event_time=t,
+        topic="motcua.dossier.v1",
+        actor=Actor("officer-1", Role.OFFICER, "STP"),
+        dossier_code="STP-261201-0001",
+        payload_sha256=hashlib.sha256(str(i).encode()).digest(),
+        recorded_at=t,
+    )
+
+
+def _log_rows(url: str) -> tuple[list[int], list[bytes], int]:
+    """(indices, canonical entries, staged rows left), read with a plain engine."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT idx, entry FROM audit_entries ORDER BY idx")).all()
+        staged = conn.execute(text("SELECT count(*) FROM audit_staged_entries")).scalar_one()
+    engine.dispose()
+    return [int(r.idx) for r in rows], [bytes(r.entry) for r in rows], int(staged)
+
+
+def test_two_sequencers_racing_take_turns_and_never_interleave(
+    database: Callable[[str], str],
+) -> None:
+    """Two replicas' sequencers (own engines) and three writers at once, on one log."""
+    from prometheus_client import REGISTRY
+
+    from motcua_audit.adapters import db
+    from motcua_audit.domain.entry import Entry
+    from motcua_audit.sequencer import Sequencer
+    from motcua_kit.db import make_engine, migrate, session_factory, transaction
+
+    url = database("audit")
+    migrate(url, "motcua_audit:migrations")
+    engines = [make_engine(url) for _ in range(2)]
+    batches: list[tuple[int, int, int]] = []  # (first index, count, which sequencer)
+    lock = threading.Lock()
+
+    def recorder(which: int) -> Callable[[db.SequencedBatch], None]:
+        def record(batch: db.SequencedBatch) -> None:
+            if batch.appended:
+                with lock:
+                    batches.append((batch.appended[0][0].index, len(batch.appended), which))
+
+        return record
+
+    sequencers = [
+        Sequencer(session_factory(e), db.AuditLogRepository(), batch_size=37, on_batch=recorder(w))
+        for w, e in enumerate(engines)
+    ]
+    writers_done = threading.Event()
+    errors: list[BaseException] = []
+    failures_before = REGISTRY.get_sample_value("motcua_audit_sequencer_failures_total") or 0
+    total = 3 * 200
+
+    def write(w: int) -> None:
+        try:
+            sessions = session_factory(engines[w % 2])
+            for start in range(0, 200, 5):
+                with transaction(sessions) as session:
+                    for k in range(start, start + 5):
+                        db.AuditLogRepository.stage(session, _sequencer_entry(w * 1000 + k))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def sequence(sequencer: Sequencer) -> None:
+        try:
+            while True:
+                done = writers_done.is_set()  # read before the batch: a last one after it
+                if not sequencer.sequence_once().taken and done:
+                    return
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(3)]
+    runners = [threading.Thread(target=sequence, args=(s,)) for s in sequencers]
+    for t in [*writers, *runners]:
+        t.start()
+    for t in writers:
+        t.join(120)
+    writers_done.set()
+    for t in runners:
+        t.join(120)
+    for e in engines:
+        e.dispose()
+    assert not errors, errors
+    indices, canonical, staged = _log_rows(url)
+    assert staged == 0 and indices == list(range(total))
+    assert len(set(canonical)) == total
+    # The lock made them take turns: no batch failed on a taken index, the batches tile the
+    # log without overlap, and both sequencers sequenced.
+    assert REGISTRY.get_sample_value("motcua_audit_sequencer_failures_total") == failures_before
+    tiles = sorted(batches)
+    assert [first for first, _, _ in tiles] == [0, *accumulate(c for _, c, _ in tiles)][:-1]
+    assert sum(c for _, c, _ in tiles) == total
+    assert {w for _, _, w in tiles} == {0, 1}
+    # Each writer's entries are in the log in its staging order.
+    numbers = [int(Entry.decode(c).event_id.removeprefix("seq-")) for c in canonical]
+    for w in range(3):
+        mine = [n for n in numbers if n // 1000 == w]
+        assert mine == sorted(mine) and len(mine) == 200
+    leaves = [rfc_leaf(c) for c in canonical]
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        merkle = db.AuditLogRepository.log(session)
+        for n in (1, 37, 38, 299, total):
+            assert merkle.root(n) == rfc_mth(leaves[:n])
+    engine.dispose()
+
+
+_KILLED_SEQUENCER = """
+import sys, time
+from motcua_audit.adapters import db
+from motcua_kit.db import make_engine, session_factory
+engine = make_engine(sys.argv[1])
+with session_factory(engine)() as session, session.begin():
+    batch = db.AuditLogRepository().sequence_batch(session, 1000)
+    print("written", batch.taken, flush=True)  # entries and nodes inserted, not committed
+    time.sleep(600)
+"""
+
+
+def test_a_sequencer_killed_mid_batch_loses_nothing_and_the_next_batch_takes_its_entries(
+    database: Callable[[str], str],
+) -> None:
+    from motcua_audit.adapters import db
+    from motcua_audit.sequencer import Sequencer
+    from motcua_kit.db import make_engine, migrate, session_factory, transaction
+
+    url = database("audit")
+    migrate(url, "motcua_audit:migrations")
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        for i in range(50):
+            db.AuditLogRepository.stage(session, _sequencer_entry(i))
+    engine.dispose()  # SQLite: no connection of ours holds the file while the child writes
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SEQUENCER, url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = wait_for(lambda: child.stdout.readline(), 60, 0.05, "the child's batch")
+        assert line.strip() == "written 50"
+    finally:
+        child.kill()  # SIGKILL: no rollback of its own, no cleanup
+        child.wait(30)
+    indices, _, staged = _log_rows(url)
+    assert (indices, staged) == ([], 50)  # the transaction died with it; the staged rows stay
+    engine = make_engine(url)
+    sequencer = Sequencer(session_factory(engine), db.AuditLogRepository())
+    assert sequencer.drain() == 50
+    engine.dispose()
+    indices, canonical, staged = _log_rows(url)
+    assert (indices, staged) == (list(range(50)), 0)
+    assert canonical == [_sequencer_entry(i).encode() for i in range(50)]
+
+
+class _Statements:
+    """The SQL statements an engine runs while in use (``with``)."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.seen: list[str] = []
+
+    def _listen(self, _conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        self.seen.append(" ".join(sql.split()).lower())
+
+    def __enter__(self) -> _Statements:
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._listen)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._listen)
+
+
+class _DeadLetters:
+    """A stand-in producer for the runner's dead letters (``send(...).get()``)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def send(self, topic: str, key: object = None, value: object = None, headers=None):
+        self.ids.append(dict(headers or []).get("ce_id", b"").decode())
+        return self
+
+    def get(self, timeout: float | None = None) -> None:
+        return None
+
+    def close(self, timeout: float | None = None) -> None:
+        return None
+
+
+def _dossier_events(n: int, code: str) -> list[Event]:
+    """``n`` dossier events of a known type (its payload must parse)."""
+    return [ev for topic, ev in _events(3 * n, code) if topic == "motcua.dossier.v1"]
+
+
+def _records(topic: str, events: list[Event], first_offset: int = 0) -> list[object]:
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    out = []
+    for n, ev in enumerate(events):
+        r = encode(ev)
+        out.append(
+            ConsumerRecord(
+                topic, 0, -1, first_offset + n, 0, 0, r.key, r.value, r.headers, None, 0, 0, 0
+            )
+        )
+    return out
+
+
+def test_a_consumed_batch_is_staged_with_one_insert_and_sequenced_in_constant_statements(
+    database: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Audit's batch handler through the kit's runner (as the host wires it, no broker): a
+    batch of 500 events costs the same statements as a batch of 3, on both databases; a
+    known dossier type that does not parse, mid-batch, is dead-lettered alone."""
+    from dataclasses import replace
+
+    from motcua_audit.adapters import db
+    from motcua_audit.domain.entry import Entry
+    from motcua_audit.service import AuditService
+    from motcua_audit.settings import AuditSettings
+    from motcua_kit.consumer import ConsumerRunner
+    from motcua_kit.service import ServiceHost
+
+    private, _ = _key_pair(tmp_path)
+    settings = AuditSettings(database_url=database("audit"), signing_key_file=private)
+    host = ServiceHost(AuditService, settings)
+    host.migrate()
+    service = host.service
+    assert isinstance(service, AuditService)
+    dead = _DeadLetters()
+    runner = ConsumerRunner(
+        "audit",
+        "audit-batch-test",
+        service.handlers(),
+        host.sessions,
+        db.inbox,
+        lambda group: pytest.fail("no broker here"),
+        lambda: dead,  # type: ignore[arg-type, return-value]
+        max_attempts=1,
+    )
+    topic = "motcua.dossier.v1"
+    try:
+        counts = {}
+        offset = 0
+        for size in (1, 3, 500):  # the first: an empty log has no frontier to read
+            batch = _dossier_events(size, f"STP-BATCH-{size}")
+            with _Statements(host.engine) as st:
+                assert runner.process_batch(_records(topic, batch, offset)) == ["processed"] * size
+            offset += size
+            staging = [s for s in st.seen if s.startswith("insert") and "staged" in s]
+            assert len(staging) == 1, staging
+            counts[size] = len(st.seen)
+            with _Statements(host.engine) as st:
+                assert service.sequence_staged() == size
+            counts[f"sequenced {size}"] = len(st.seen)
+        assert counts[3] == counts[500], counts
+        assert counts["sequenced 3"] == counts["sequenced 500"], counts
+
+        # A poison mid-batch: the batch call fails, the records go one by one, it alone
+        # is dead-lettered, the others are staged once.
+        batch = _dossier_events(20, "STP-POISON")
+        poison = replace(batch[9], data=b"\xff\xff not a DossierSubmitted")
+        batch[9] = poison
+        outcomes = runner.process_batch(_records(topic, batch, offset))
+        assert outcomes == ["processed"] * 9 + ["dead_lettered"] + ["processed"] * 10
+        assert dead.ids == [poison.id]
+        assert service.sequence_staged() == 19
+        with host.sessions() as session:
+            size = db.AuditLogRepository.size(session)
+            stored = db.AuditLogRepository.range(session, 0, size)
+            merkle = db.AuditLogRepository.log(session)
+            root = merkle.root(size)
+            paths = {i: merkle.inclusion_proof(i, size) for i in (0, 3, 503, size - 1)}
+            consistency = merkle.consistency_proof(3, size)
+        ids = [Entry.decode(e.canonical).event_id for e in stored]
+        assert size == 1 + 3 + 500 + 19 and len(set(ids)) == size
+        assert ids[-19:] == [ev.id for ev in batch if ev is not poison]
+        leaves = [rfc_leaf(e.canonical) for e in stored]
+        assert root == rfc_mth(leaves)
+        for i, path in paths.items():
+            assert rfc_inclusion_ok(i, size, leaves[i], path, root)
+        assert rfc_consistency_ok(3, size, rfc_mth(leaves[:3]), root, consistency)
+    finally:
+        host.engine.dispose()
+
+
+def test_a_sequencer_batch_moves_subjects_drops_duplicates_in_constant_statements(
+    database: Callable[[str], str],
+) -> None:
+    """On PostgreSQL the copy is one statement joining the staged rows with the batch's
+    arrays; on SQLite an INSERT ... SELECT per row. Either way: the same statements for 3 or
+    700 entries, access subjects at their entries' indices, staged duplicates of logged
+    entries dropped, and the RFC 6962 tree of the entries in staging order."""
+    from dataclasses import replace
+
+    from motcua_audit.adapters import db
+    from motcua_audit.sequencer import Sequencer
+    from motcua_kit.db import make_engine, migrate, session_factory, transaction
+
+    url = database("audit")
+    migrate(url, "motcua_audit:migrations")
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    repo = db.AuditLogRepository()
+    sequencer = Sequencer(sessions, repo, batch_size=1000)
+
+    def item(i: int):
+        entry = _sequencer_entry(i)
+        if i % 3:
+            return entry, None, None
+        access = replace(entry, event_source="/access/officer-1", event_id=f"acc-{i}")
+        return access, f"fp-{i}", (f"0792030{i:05d}", bytes([i % 256]) * 16)
+
+    expected: list[bytes] = []
+    subjects: dict[int, tuple[str, bytes]] = {}
+    counts = {}
+    n = 0
+    try:
+        with transaction(sessions) as session:
+            repo.stage_many(session, [item(0)])
+        sequencer.sequence_once()  # an empty log has no frontier to read
+        expected.append(item(0)[0].encode())
+        subjects[0] = item(0)[2]  # type: ignore[assignment]
+        n = 1
+        for size in (3, 700):
+            items = [item(n + k) for k in range(size)]
+            with transaction(sessions) as session:
+                repo.stage_many(session, items)
+            with _Statements(engine) as st:
+                assert sequencer.sequence_once().taken == size
+            counts[size] = len(st.seen)
+            for k, (entry, _fp, subject) in enumerate(items):
+                expected.append(entry.encode())
+                if subject is not None:
+                    subjects[n + k] = subject
+            n += size
+        assert counts[3] == counts[700], counts
+        # PostgreSQL: lock, take, size, frontier, nodes, the move. SQLite: BEGIN IMMEDIATE,
+        # take, size, frontier, nodes, entries, subjects, delete.
+        assert counts[700] <= (6 if url.startswith("postgresql") else 8), counts
+
+        # Two calls raced with one record id past both checks: the copy got staged again.
+        with transaction(sessions) as session:
+            repo.stage_many(session, [item(1), item(n)])
+        batch = sequencer.sequence_once()
+        assert (batch.taken, batch.dropped, [e.index for e, _ in batch.appended]) == (2, 1, [n])
+        expected.append(item(n)[0].encode())
+        n += 1
+
+        indices, canonical, staged = _log_rows(url)
+        assert (indices, canonical, staged) == (list(range(n)), expected, 0)
+        with sessions() as session:
+            for index, subject in subjects.items():
+                assert repo.access_subject(session, index) == subject
+            assert repo.access_subject(session, 1) is None
+            merkle = repo.log(session)
+            leaves = [rfc_leaf(c) for c in canonical]
+            for size in (1, 4, 5, 300, n):
+                assert merkle.root(size) == rfc_mth(leaves[:size])
+            assert repo.by_source_and_id(session, "/access/officer-1", "acc-3").fingerprint == (
+                "fp-3"
+            )
+    finally:
+        engine.dispose()
+
+
+def test_entries_staged_while_no_replica_runs_are_sequenced_when_one_starts(
+    kafka: Kafka,
+    database: Callable[[str], str],
+    service_factory: Callable[..., ServiceProcess],
+    token: Callable[..., str],
+) -> None:
+    from motcua_audit.adapters import db
+    from motcua_kit.db import make_engine, migrate, session_factory, transaction
+
+    url = database("audit")
+    migrate(url, "motcua_audit:migrations")
+    engine = make_engine(url)
+    with transaction(session_factory(engine)) as session:
+        for i in range(40):  # accepted (e.g. with their inbox rows) just before a crash
+            db.AuditLogRepository.stage(session, _sequencer_entry(i, "/motcua/restart"))
+    engine.dispose()
+    proc = service_factory("audit", url).start()
+    audit = Audit(proc, token)
+    wanted = {f"seq-{i}" for i in range(40)}
+    entries = wait_for(
+        lambda: (got := audit.entries()) and wanted <= {e.event_id for e in got} and got,
+        60,
+        0.2,
+        "the staged entries in the log",
+    )
+    assert [e.index for e in entries] == list(range(len(entries)))
+    assert [e.event_id for e in entries if e.event_id in wanted] == [f"seq-{i}" for i in range(40)]
+    audit.close()
+    assert proc.terminate() == 0
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ before it commit, it is retried alone (:meth:`ConsumerRunner.process`), and the 
 the next transaction, in order. A handler that keeps failing, or a record that cannot be
 decoded, goes to the topic's ``.dlq`` companion with the error in its headers, and the runner
 goes on. Offsets are committed only after the records before them are committed or
-dead-lettered.
+dead-lettered. A handler may also declare a batch function (:attr:`Handler.batch`) that takes
+all of a batch's records for it in one call; if it fails, those records take the per-record
+path above.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -54,6 +57,8 @@ from motcua_kit.worker import ProducingWorker
 log = logging.getLogger(__name__)
 
 ANY_TYPE = "*"
+MAX_BATCH_SPAN_LINKS = 128
+"""Links of a batch call's span at most: OpenTelemetry's default span link limit."""
 DLQ_SUFFIX = ".dlq"
 
 
@@ -73,6 +78,7 @@ def inbox_table(metadata: MetaData) -> Table:
 
 
 HandlerFn = Callable[[Event, Message | None, Session], None]
+BatchFn = Callable[[Sequence[tuple[Event, Message | None]], Session], None]
 
 
 @dataclass(frozen=True)
@@ -80,16 +86,31 @@ class Handler:
     """One event handler: the types it takes, and the protobuf message its payload must parse as.
 
     ``message_type`` None means the handler takes the raw event (e.g. audit records any event).
+
+    ``batch``, when set, takes many records of this handler at once: a batch's records for it,
+    in offset order, after the inbox dedupe, as ``[(event, message), ...]`` in the batch's
+    transaction (one call where ``fn`` would be called per record). It must have the same
+    effect as ``fn`` on each, in order. If it raises, its savepoint is rolled back and those
+    records go through ``fn`` one by one (savepoint each, retried and dead-lettered alone), so
+    a poison record still fails alone. ``fn`` is required either way: the retries, the replay
+    of a failed batch and a lone record all use it.
     """
 
     topic: str
     event_type: str
     fn: HandlerFn
     message_type: type[Message] | None = None
+    batch: BatchFn | None = None
 
 
 class PermanentError(Exception):
     """A handler's way to say retrying cannot help: dead-letter at once."""
+
+
+def _is_psycopg(session: Session) -> bool:
+    """PostgreSQL through psycopg: batches go as binary arrays, one statement each."""
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
 def dlq_topic(topic: str) -> str:
@@ -266,23 +287,21 @@ class ConsumerRunner(ProducingWorker):
                 handler = self._handler_for(record.topic, event.type)
             items.append((record, event, handler))
         ids = list({e.id for _r, e, h in items if isinstance(e, Event) and h is not None})
-        inbox = self._inbox
         outcomes: list[str] = []
         failed: Exception | None = None
         try:
             with self._sessions() as session, session.begin():
-                seen: set[str] = set()
-                if ids:
-                    seen = set(
-                        session.scalars(
-                            select(inbox.c.event_id).where(
-                                inbox.c.consumer_group == self.group_id, inbox.c.event_id.in_(ids)
-                            )
-                        )
-                    )
+                seen = self._inbox_seen(session, ids) if ids else set()
                 rows: list[dict[str, object]] = []
-                for record, event, handler in items:
-                    if self._stop.is_set():
+                # Records a batch function applied (their effects are in the transaction now)
+                # and records whose batch function failed (they go one by one instead).
+                applied: set[int] = set()
+                unbatched: set[int] = set()
+                applied_through = -1
+                for pos, (record, event, handler) in enumerate(items):
+                    # Stop between records, never inside what a batch function applied: its
+                    # records' effects are in the transaction and need their inbox rows.
+                    if self._stop.is_set() and pos > applied_through:
                         break
                     if isinstance(event, EnvelopeError):
                         self._dead_letter(record, event)
@@ -294,22 +313,30 @@ class ConsumerRunner(ProducingWorker):
                     if event.id in seen:
                         outcomes.append("duplicate")
                         continue
-                    try:
-                        self._handle_in_savepoint(session, handler, event, record)
-                    except (EnvelopeError, PermanentError) as exc:
-                        self._dead_letter(record, exc)
-                        outcomes.append("dead_lettered")
-                        continue
-                    except Exception as exc:
-                        log.warning(
-                            "handler failed (attempt 1/%d) for %s %s: %s",
-                            self._max_attempts,
-                            event.type,
-                            event.id,
-                            exc,
-                        )
-                        failed = exc
-                        break
+                    if handler.batch is not None and pos not in applied and pos not in unbatched:
+                        run = self._run_for(items, pos, handler, seen)
+                        if self._handle_batch_in_savepoint(session, handler, run, items):
+                            applied.update(run)
+                            applied_through = run[-1]
+                        else:
+                            unbatched.update(run)
+                    if pos not in applied:
+                        try:
+                            self._handle_in_savepoint(session, handler, event, record)
+                        except (EnvelopeError, PermanentError) as exc:
+                            self._dead_letter(record, exc)
+                            outcomes.append("dead_lettered")
+                            continue
+                        except Exception as exc:
+                            log.warning(
+                                "handler failed (attempt 1/%d) for %s %s: %s",
+                                self._max_attempts,
+                                event.type,
+                                event.id,
+                                exc,
+                            )
+                            failed = exc
+                            break
                     seen.add(event.id)
                     rows.append(
                         {
@@ -323,7 +350,7 @@ class ConsumerRunner(ProducingWorker):
                     )
                     outcomes.append("processed")
                 if rows:
-                    session.execute(insert(inbox), rows)  # one statement (executemany)
+                    self._inbox_insert(session, rows)
                     if self._test_kill_before_commit:
                         self._test_kill()
         except Exception as exc:
@@ -343,6 +370,53 @@ class ConsumerRunner(ProducingWorker):
             return replayed, None
         return outcomes, failed
 
+    # -- the inbox, for a whole batch ------------------------------------------------------------
+    def _inbox_seen(self, session: Session, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the inbox holds for this group: one query."""
+        inbox = self._inbox
+        if _is_psycopg(session):
+            # One index probe per id, written so PostgreSQL cannot plan anything else: with
+            # ``event_id IN (...)`` and stale statistics (an inbox that grew from empty) it
+            # may match the group on the index and compare every row of it with every id,
+            # which grows with the inbox (130 ms per batch of 500 with 15k rows). A scalar
+            # subquery with LIMIT 1 is never flattened into a join or hashed.
+            sql = (
+                "SELECT u.id FROM unnest(CAST(%(ids)b AS TEXT[])) AS u(id) "
+                f"WHERE (SELECT 1 FROM {inbox.name} i WHERE i.consumer_group = %(group)s "
+                "AND i.event_id = u.id LIMIT 1) IS NOT NULL"
+            )
+            result = session.connection().exec_driver_sql(
+                sql, {"ids": list(ids), "group": self.group_id}
+            )
+            return {str(r[0]) for r in result}
+        return set(
+            session.scalars(
+                select(inbox.c.event_id).where(
+                    inbox.c.consumer_group == self.group_id, inbox.c.event_id.in_(ids)
+                )
+            )
+        )
+
+    def _inbox_insert(self, session: Session, rows: Sequence[dict[str, object]]) -> None:
+        """Record the batch's processed event ids: one statement."""
+        if _is_psycopg(session):
+            # One INSERT ... SELECT over arrays (binary), not one execution per row.
+            sql = (
+                f"INSERT INTO {self._inbox.name} (consumer_group, event_id, topic, partition, "
+                '"offset", processed_at) '
+                "SELECT %(group)s, u.event_id, u.topic, u.partition, u.off, u.at "
+                "FROM unnest(CAST(%(event_id)b AS TEXT[]), CAST(%(topic)b AS TEXT[]), "
+                "CAST(%(partition)b AS INTEGER[]), CAST(%(offset)b AS BIGINT[]), "
+                "CAST(%(processed_at)b AS TIMESTAMPTZ[])) AS u(event_id, topic, partition, off, at)"
+            )
+            arrays: dict[str, object] = {
+                c: [r[c] for r in rows]
+                for c in ("event_id", "topic", "partition", "offset", "processed_at")
+            }
+            session.connection().exec_driver_sql(sql, {"group": self.group_id, **arrays})
+            return
+        session.execute(insert(self._inbox), list(rows))  # in-process (SQLite): executemany
+
     def _span(
         self, record: ConsumerRecord, event: Event, attempt: int
     ) -> AbstractContextManager[trace.Span]:
@@ -359,6 +433,36 @@ class ConsumerRunner(ProducingWorker):
             },
         )
 
+    def _batch_span(
+        self, records: Sequence[ConsumerRecord], events: Sequence[Event]
+    ) -> AbstractContextManager[trace.Span]:
+        """The consumer span of one batch call, as OpenTelemetry's messaging conventions have
+        it for batch processing: ONE span, linked to the producer context of each record (up
+        to the SDK's default limit of links per span). Its parent is the first record's
+        producer context, so a batch of one record is the per-record span exactly; its
+        message id and event type are that record's. (A span per record cost more than the
+        handler itself: some 0.1 ms each with the SDK.)"""
+        links = []
+        for record in records[:MAX_BATCH_SPAN_LINKS]:
+            linked = trace.get_current_span(context_from_kafka_headers(record.headers or []))
+            if linked.get_span_context().is_valid:
+                links.append(trace.Link(linked.get_span_context()))
+        first, event = records[0], events[0]
+        return self._tracer.start_as_current_span(
+            f"{first.topic} process",
+            context=context_from_kafka_headers(first.headers or []),
+            kind=trace.SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": first.topic,
+                "messaging.message.id": event.id,
+                "messaging.batch.message_count": len(records),
+                "cloudevents.event_type": event.type,
+                "motcua.attempt": 1,
+            },
+        )
+
     def _handle_in_savepoint(
         self, session: Session, handler: Handler, event: Event, record: ConsumerRecord
     ) -> None:
@@ -371,6 +475,58 @@ class ConsumerRunner(ProducingWorker):
                     handler.fn(event, message, session)
         finally:
             otel_context.detach(token)
+
+    def _run_for(
+        self,
+        items: Sequence[tuple[ConsumerRecord, Event | EnvelopeError, Handler | None]],
+        start: int,
+        handler: Handler,
+        seen: set[str],
+    ) -> list[int]:
+        """Positions of the records from ``start`` on that ``handler``'s batch function takes
+        in one call: its records, in order, that are not duplicates, up to the first record
+        another handler takes (which must see the effects before it, in partition order).
+        Records nobody handles, duplicates and undecodable ones in between do not split it."""
+        run: list[int] = []
+        ids: set[str] = set()
+        for pos in range(start, len(items)):
+            _record, event, other = items[pos]
+            if not isinstance(event, Event) or other is None or event.id in seen:
+                continue
+            if other is not handler:
+                break
+            if event.id not in ids:
+                ids.add(event.id)
+                run.append(pos)
+        return run
+
+    def _handle_batch_in_savepoint(
+        self,
+        session: Session,
+        handler: Handler,
+        run: Sequence[int],
+        items: Sequence[tuple[ConsumerRecord, Event | EnvelopeError, Handler | None]],
+    ) -> bool:
+        """The first attempt at a run of records with the handler's batch function, in one
+        savepoint; False (savepoint rolled back) if it failed, for the per-record path."""
+        assert handler.batch is not None
+        records = [items[p][0] for p in run]
+        events = [e for _r, e, _h in (items[p] for p in run) if isinstance(e, Event)]
+        try:
+            with self._batch_span(records, events):
+                mt = handler.message_type
+                pairs = [(e, e.parse(mt) if mt else None) for e in events]
+                with session.begin_nested():
+                    handler.batch(pairs, session)
+        except Exception as exc:
+            log.warning(
+                "batch handler failed for %d records of %s; handling them one by one: %s",
+                len(run),
+                records[0].topic,
+                exc,
+            )
+            return False
+        return True
 
     def _test_kill(self) -> None:
         """TEST ONLY: die like a crashed pod, after the handlers ran, before the commit (once)."""
@@ -451,8 +607,8 @@ class ConsumerRunner(ProducingWorker):
                 if self._stop.is_set():
                     break
                 outcomes = self.process_batch(records)
-                for record, outcome in zip(records, outcomes, strict=False):
-                    EVENTS_CONSUMED.labels(self.service, record.topic, outcome).inc()
+                for outcome, count in Counter(outcomes).items():  # one partition: one topic
+                    EVENTS_CONSUMED.labels(self.service, tp.topic, outcome).inc(count)
                 if outcomes:
                     offsets[tp] = OffsetAndMetadata(records[len(outcomes) - 1].offset + 1, "", -1)
             if offsets:

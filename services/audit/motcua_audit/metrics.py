@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 LOG_SIZE = Gauge("motcua_audit_log_size", "Entries in the audit log (the Merkle tree's size)")
 APPEND_SECONDS = Histogram(
     "motcua_audit_append_seconds",
-    "Time to append one entry (its Merkle nodes and row), inside its transaction",
+    "Time to stage one entry inside its writer's transaction (sequencing is batched, ADR 0046)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 TREE_HEAD_TIMESTAMP = Gauge(
@@ -26,5 +26,25 @@ VERIFICATION_FAILURES = Counter(
     ["check"],
 )
 ENTRIES_APPENDED = Counter(
-    "motcua_audit_entries_appended_total", "Entries appended, by kind (event, access)", ["kind"]
+    "motcua_audit_entries_appended_total",
+    "Entries sequenced into the log, by kind (event, access)",
+    ["kind"],
+)
+SEQUENCER_BATCH_SECONDS = Histogram(
+    "motcua_audit_sequencer_batch_seconds",
+    "Time of one sequencer batch: lock, frontier read, hashing, bulk writes, commit",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SEQUENCER_BATCH_SIZE = Histogram(
+    "motcua_audit_sequencer_batch_entries",
+    "Staged entries taken by one sequencer batch (full batches: the sequencer is behind)",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+SEQUENCER_DUPLICATES = Counter(
+    "motcua_audit_sequencer_duplicates_total",
+    "Staged entries dropped because the log already held their (source, id)",
+)
+SEQUENCER_FAILURES = Counter(
+    "motcua_audit_sequencer_failures_total",
+    "Sequencer batches that failed and rolled back (their entries stay staged)",
 )

@@ -1,6 +1,7 @@
 """The audit service: a tamper-evident log of every motcua event and every direct access.
 
-Use cases read top-down: ``record_*`` append entries (Kafka handlers and ``RecordAccess``),
+Use cases read top-down: ``record_*`` stage entries (Kafka handlers and ``RecordAccess``) and
+the sequencer appends them to the log in batches (ADR 0046),
 ``sign_tree_head`` commits to the log's state, the proof queries answer auditors, and the
 timer signs heads on schedule and re-verifies the stored log. The gRPC adapter
 (``adapters/grpc_api.py``) translates at the edge; the domain (``domain/``) decides.
@@ -14,9 +15,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import ClassVar
 
 from google.protobuf.message import Message
@@ -49,18 +51,19 @@ from motcua_audit.domain.self_check import (
 from motcua_audit.domain.tree_head import SignedTreeHead, verify_tree_head
 from motcua_audit.metrics import (
     APPEND_SECONDS,
-    ENTRIES_APPENDED,
     LOG_SIZE,
     TREE_HEAD_SIZE,
     TREE_HEAD_TIMESTAMP,
     TREE_HEADS_SIGNED,
     VERIFICATION_FAILURES,
 )
+from motcua_audit.sequencer import Sequencer, SequencingTimeout
 from motcua_audit.settings import AuditSettings
 from motcua_kit.auth import Principal
-from motcua_kit.db import aware, transaction
+from motcua_kit.consumer import Handler
+from motcua_kit.db import aware, on_commit, transaction
 from motcua_kit.envelope import Event
-from motcua_kit.errors import AlreadyExists, InvalidArgument, NotFound
+from motcua_kit.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
 from motcua_kit.grpc_server import Registration
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 
@@ -81,6 +84,15 @@ def actor_of_event(event: Event, message: Message | None) -> Actor:
     return Actor(event.source, Role.SERVICE, "")
 
 
+def _payload(topic: str, event: Event) -> Message | None:
+    """The parsed payload of a known dossier event type (EnvelopeError if it does not parse:
+    poison), else None: audit records any event, known or not."""
+    if topic != events.DOSSIER_TOPIC:
+        return None
+    payload_type = events.DOSSIER_PAYLOADS.get(event.type)
+    return event.parse(payload_type) if payload_type is not None else None
+
+
 def system_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -94,6 +106,14 @@ class Proof:
     leaf_hash: bytes
     path: list[bytes]
     head: SignedTreeHead | None
+
+
+def _reused(record_id: str, index: int | None) -> AlreadyExists:
+    where = f" (entry {index})" if index is not None else " (not sequenced yet)"
+    return AlreadyExists(
+        f"record_id {record_id!r} was already used for a different record{where}; "
+        "use a new id for a new record"
+    )
 
 
 def _settings(ctx: ServiceContext) -> AuditSettings:
@@ -124,6 +144,23 @@ class AuditService(Service):
         self._scrub_start = 0
         self._verified_head: SignedTreeHead | None = None
         self._newest_head_ms = -1
+        s = self.settings
+        self.sequencer = Sequencer(
+            self.context.sessions,
+            self.entries,
+            batch_size=s.sequencer_batch_size,
+            interval=s.sequencer_interval_seconds,
+            linger=s.sequencer_linger_seconds,
+        )
+
+    def on_start(self) -> None:
+        """Start the sequencer loop; entries staged before a crash are sequenced at once."""
+        self.sequencer.start()
+        self.sequencer.wake()
+
+    def on_stop(self) -> None:
+        """Stop the sequencer after its batch in hand; what is still staged stays staged."""
+        self.sequencer.stop(min(self.settings.shutdown_grace_seconds / 4, 2.0))
 
     @property
     def settings(self) -> AuditSettings:
@@ -146,12 +183,19 @@ class AuditService(Service):
         ]
 
     # -- entries from Kafka --------------------------------------------------------------------
+    def handlers(self) -> list[Handler]:
+        """The per-event handlers below, each also declared with a batch function: the
+        consumer runner hands it a poll's records of the topic at once, and they are staged
+        with ONE insert (ADR 0012, ADR 0046). If it fails (a poison record), the runner falls
+        back to the per-event method, record by record, and the poison is dead-lettered alone."""
+        return [replace(h, batch=partial(self.record_events, h.topic)) for h in super().handlers()]
+
     @event_handler(events.DOSSIER_TOPIC)
     def record_dossier_event(self, event: Event, message: Message | None, session: Session) -> None:
         """A dossier event; known types must parse as their payload (poison → DLQ)."""
-        payload_type = events.DOSSIER_PAYLOADS.get(event.type)
-        parsed = event.parse(payload_type) if payload_type is not None else None
-        self.record_event(session, events.DOSSIER_TOPIC, event, parsed)
+        self.record_event(
+            session, events.DOSSIER_TOPIC, event, _payload(events.DOSSIER_TOPIC, event)
+        )
 
     @event_handler(events.PAYMENT_TOPIC)
     def record_payment_event(self, event: Event, message: Message | None, session: Session) -> None:
@@ -161,11 +205,30 @@ class AuditService(Service):
     def record_notify_event(self, event: Event, message: Message | None, session: Session) -> None:
         self.record_event(session, events.NOTIFY_TOPIC, event, None)
 
+    def record_events(
+        self,
+        topic: str,
+        events_and_messages: Sequence[tuple[Event, Message | None]],
+        session: Session,
+    ) -> None:
+        """Stage a batch of one topic's consumed events, in order, with one insert (the batch
+        handler; the inbox rows join the same transaction). The same entries as
+        :meth:`record_event` one by one; a known dossier type that does not parse fails the
+        whole call, so the runner takes the batch record by record."""
+        staged = [
+            (self._event_entry(topic, event, _payload(topic, event)), None, None)
+            for event, _message in events_and_messages
+        ]
+        self._stage_many(session, staged)
+
     def record_event(
         self, session: Session, topic: str, event: Event, message: Message | None
-    ) -> db.StoredEntry:
-        """Append one consumed event in the consumer's transaction (the inbox row joins it)."""
-        entry = Entry(
+    ) -> db.StagedEntry:
+        """Stage one consumed event in the consumer's transaction (the inbox row joins it)."""
+        return self._stage(session, self._event_entry(topic, event, message))
+
+    def _event_entry(self, topic: str, event: Event, message: Message | None) -> Entry:
+        return Entry(
             kind=EntryKind.EVENT,
             event_id=event.id,
             event_source=event.source,
@@ -178,27 +241,42 @@ class AuditService(Service):
             payload_sha256=hashlib.sha256(event.data).digest(),
             recorded_at=self.clock(),
         )
-        return self._append(session, entry)
 
-    def _append(
+    def _stage(
         self,
         session: Session,
         entry: Entry,
         fingerprint: str | None = None,
         subject: tuple[str, bytes] | None = None,
-    ) -> db.StoredEntry:
+    ) -> db.StagedEntry:
+        """Stage an entry in the caller's transaction; the sequencer wakes once it commits."""
+        return self._stage_many(session, [(entry, fingerprint, subject)])[0]
+
+    def _stage_many(
+        self,
+        session: Session,
+        items: Sequence[tuple[Entry, str | None, tuple[str, bytes] | None]],
+    ) -> list[db.StagedEntry]:
+        """Stage entries with one insert in the caller's transaction; the sequencer wakes once
+        it commits."""
         started = time.perf_counter()
-        stored = self.entries.append(session, entry, fingerprint=fingerprint, subject=subject)
+        staged = self.entries.stage_many(session, items)
         APPEND_SECONDS.observe(time.perf_counter() - started)
-        ENTRIES_APPENDED.labels(entry.kind.value).inc()
-        LOG_SIZE.set(stored.index + 1)
-        return stored
+        on_commit(session, self.sequencer.wake)
+        return staged
+
+    def sequence_staged(self) -> int:
+        """Sequence everything staged so far, now, in this thread; returns how many."""
+        return self.sequencer.drain()
 
     # -- direct records ------------------------------------------------------------------------
     def record_access(
         self, principal: Principal, record: AccessRecord
     ) -> tuple[db.StoredEntry, bool]:
-        """Append an access record; returns (entry, replayed). Idempotent on the record id."""
+        """Record an access; returns (entry, replayed). Idempotent on the record id.
+
+        The record is staged, then sequenced before this returns, so the entry has its index.
+        """
         principal.require_any("officer", "admin", "service")
         actor = acting_actor(
             principal.subject, principal.roles, principal.agency_code, record.on_behalf_of
@@ -215,38 +293,82 @@ class AuditService(Service):
         self, record: AccessRecord, actor: Actor, source: str, fingerprint: str
     ) -> tuple[db.StoredEntry, bool]:
         with transaction(self.context.sessions) as session:
-            earlier = self.entries.by_source_and_id(session, source, record.record_id)
+            # Staging first, then the log: a row moves from one to the other in one commit,
+            # so in this order a record sequenced in between is seen in one of them.
+            staged = self.entries.staged_by_source_and_id(session, source, record.record_id)
+            earlier = (
+                None
+                if staged is not None
+                else self.entries.by_source_and_id(session, source, record.record_id)
+            )
             if earlier is not None:
                 if earlier.fingerprint != fingerprint:
-                    raise AlreadyExists(
-                        f"record_id {record.record_id!r} was already used for a different "
-                        f"record (entry {earlier.index}); use a new id for a new record"
-                    )
+                    raise _reused(record.record_id, earlier.index)
                 return earlier, True
-            now = self.clock()
-            subject = None
-            citizen_ref = b""
-            if record.citizen_id:
-                salt = os.urandom(16)
-                subject = (record.citizen_id, salt)
-                citizen_ref = citizen_commitment(record.citizen_id, salt)
-            entry = Entry(
-                kind=EntryKind.ACCESS,
-                event_id=record.record_id,
-                event_source=source,
-                event_type=events.ACCESS_TYPE,
-                event_subject=record.dossier_code,
-                event_time=aware(record.accessed_at or now),
-                topic="",
-                actor=actor,
-                dossier_code=record.dossier_code,
-                payload_sha256=EMPTY_PAYLOAD_SHA256,
-                recorded_at=now,
-                purpose=record.purpose,
-                resource=record.resource,
-                citizen_ref=citizen_ref,
-            )
-            return self._append(session, entry, fingerprint, subject), False
+            if staged is not None:  # sent before, not sequenced yet: a replay once it is
+                if staged.fingerprint != fingerprint:
+                    raise _reused(record.record_id, None)
+                mine = None
+            else:
+                mine = self._stage_access(session, record, actor, source, fingerprint)
+        stored = self._sequenced(source, record.record_id)
+        if stored.fingerprint != fingerprint:  # a concurrent call with other content won
+            raise _reused(record.record_id, stored.index)
+        # Ours, unless it was a replay or a concurrent call with the same content won.
+        return stored, mine is None or stored.canonical != mine.canonical
+
+    def _sequenced(self, source: str, record_id: str) -> db.StoredEntry:
+        """The entry of a staged record once it is in the log, sequencing it here if need be.
+
+        RecordAccess promises the entry's index: this caller runs sequencer batches itself
+        (taking turns at the log's lock with every other writer) rather than wait for a loop.
+        """
+
+        def still_staged() -> bool:
+            with self.context.sessions() as session:
+                return self.entries.staged_by_source_and_id(session, source, record_id) is not None
+
+        timeout = self.settings.record_access_sequencing_timeout_seconds
+        try:
+            self.sequencer.sequence_until(still_staged, time.monotonic() + timeout)
+        except SequencingTimeout:
+            raise Aborted(
+                f"record {record_id!r} is accepted but not in the log yet; send it again with "
+                "the same record_id for its entry"
+            ) from None
+        with self.context.sessions() as session:
+            stored = self.entries.by_source_and_id(session, source, record_id)
+        if stored is None:  # left staging without reaching the log: never, by construction
+            raise RuntimeError(f"record {record_id!r} left staging but is not in the log")
+        return stored
+
+    def _stage_access(
+        self, session: Session, record: AccessRecord, actor: Actor, source: str, fingerprint: str
+    ) -> db.StagedEntry:
+        now = self.clock()
+        subject = None
+        citizen_ref = b""
+        if record.citizen_id:
+            salt = os.urandom(16)
+            subject = (record.citizen_id, salt)
+            citizen_ref = citizen_commitment(record.citizen_id, salt)
+        entry = Entry(
+            kind=EntryKind.ACCESS,
+            event_id=record.record_id,
+            event_source=source,
+            event_type=events.ACCESS_TYPE,
+            event_subject=record.dossier_code,
+            event_time=aware(record.accessed_at or now),
+            topic="",
+            actor=actor,
+            dossier_code=record.dossier_code,
+            payload_sha256=EMPTY_PAYLOAD_SHA256,
+            recorded_at=now,
+            purpose=record.purpose,
+            resource=record.resource,
+            citizen_ref=citizen_ref,
+        )
+        return self._stage(session, entry, fingerprint, subject)
 
     # -- tree heads ----------------------------------------------------------------------------
     def sign_tree_head(self) -> SignedTreeHead:
@@ -366,6 +488,8 @@ class AuditService(Service):
         now = time.monotonic()
         if now >= self._next_sign_check:
             self._sign_if_due()
+        if self.stopping:
+            return  # the self-check can wait for the next start; the stop cannot
         if now >= self._next_self_check:
             self._next_self_check = now + self.settings.self_check_interval_seconds
             self.self_check()
@@ -387,7 +511,8 @@ class AuditService(Service):
     def self_check(self) -> list[Finding]:
         """Verify the latest head and one block of the stored log; count and log failures."""
         findings = self._check_latest_head()
-        findings += self._check_next_block()
+        if not self.stopping:
+            findings += self._check_next_block()
         for finding in findings:
             VERIFICATION_FAILURES.labels(finding.check.value).inc()
             log.error(

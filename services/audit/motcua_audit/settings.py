@@ -34,6 +34,15 @@ class AuditSettings(ServiceSettings):
     tree_head_interval_seconds: float = Field(default=60.0, gt=0)
     # How often the service re-verifies its latest head and one block of stored entries.
     self_check_interval_seconds: float = Field(default=5.0, gt=0)
+    # Staged entries one sequencer batch appends at most (one lock, one transaction; ADR 0046).
+    sequencer_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    # How often the sequencer looks for staged entries nobody woke it for (another process's,
+    # or left by a crash); its own stagings wake it at once.
+    sequencer_interval_seconds: float = Field(default=1.0, gt=0)
+    # How long a burst of stagings may gather before a batch takes them.
+    sequencer_linger_seconds: float = Field(default=0.005, ge=0, le=1)
+    # RecordAccess answers with the entry's index, so it waits this long for its batch at most.
+    record_access_sequencing_timeout_seconds: float = Field(default=10.0, gt=0)
     # Heads carried as checkpoints in an export (spread over the sizes), at most.
     export_max_checkpoints: int = Field(default=256, ge=0)
 

@@ -47,7 +47,8 @@ def dossier_event(code=CODE, event_type="vn.motcua.dossier.submitted.v1", messag
 
 
 def consume(service, topic, event, parsed=None):
-    """What the consumer runner does: the handler inside one transaction."""
+    """What the consumer runner does (the handler stages the entry inside one transaction),
+    then what the sequencer does (the staged entry into the log; ADR 0046)."""
     handler = {
         "motcua.dossier.v1": service.record_dossier_event,
         "motcua.payment.v1": service.record_payment_event,
@@ -55,6 +56,7 @@ def consume(service, topic, event, parsed=None):
     }[topic]
     with transaction(service.context.sessions) as session:
         handler(event, parsed, session)
+    service.sequence_staged()
 
 
 def entries_count(service):
