@@ -85,20 +85,8 @@ Row = tuple[str, str, float]
 class PeerProcess(ServiceProcess):
     """The service with its consumer in FastStream (``python -m bench.peer_faststream``)."""
 
-    def start(self, wait: bool = True, **extra_env: str) -> ServiceProcess:
-        env = {**self.env, **{self.prefix + k: v for k, v in extra_env.items()}}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.peer_faststream", self.name],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        if wait:
-            self.wait_serving()
-        return self
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.peer_faststream", self.name]
 
 
 def cpu_seconds(procs: Sequence[ServiceProcess]) -> float:

@@ -147,11 +147,15 @@ class ServiceProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    def command(self) -> list[str]:
+        """What runs the service (the bench's FastStream peer runs something else)."""
+        return [sys.executable, "-m", f"motcua_{self.name}", "serve"]
+
     def start(self, wait: bool = True, **extra_env: str) -> ServiceProcess:
         env = {**self.env, **{self.prefix + k: v for k, v in extra_env.items()}}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"motcua_{self.name}", "serve"],
+            self.command(),
             env=env,
             cwd=ROOT,
             stdout=log,
