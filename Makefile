@@ -7,8 +7,11 @@ GOBIN ?= $(shell go env GOPATH 2>/dev/null || echo $$HOME/go)/bin
 BUF ?= $(GOBIN)/buf
 HELM ?= $(GOBIN)/helm
 export HELM
+PROMTOOL ?= $(GOBIN)/promtool
+export PROMTOOL
 BUF_VERSION ?= v1.75.0
 HELM_VERSION ?= v3.22.0
+PROMTOOL_VERSION ?= v0.316.0
 PYTEST_ARGS ?=
 
 .PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
@@ -23,9 +26,10 @@ setup: ## Install the Python workspace (.venv) from uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q "uv==0.13.8"
 	$(UV) sync --frozen --python 3.11 -q
 
-tools: ## Install buf and helm with go install (into $(GOBIN))
+tools: ## Install buf, helm and promtool with go install (into $(GOBIN))
 	@test -x $(BUF) || go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 	@test -x $(HELM) || go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@test -x $(PROMTOOL) || go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 run: setup ## Kafka + the services on SQLite + a demo dossier; Ctrl-C stops everything
 	bash scripts/run.sh
