@@ -215,12 +215,31 @@ class ServiceHost:
 
     def start(self) -> None:
         s = self.settings
-        if s.jwt_public_key_file is None:
+        prefix = f"MOTCUA_{self.service_cls.name.upper()}_"
+        jwks_url = s.jwt_jwks_url.strip()
+        if s.jwt_public_key_file is not None and jwks_url:
             raise SystemExit(
-                f"MOTCUA_{self.service_cls.name.upper()}_JWT_PUBLIC_KEY_FILE is not set: "
+                f"both {prefix}JWT_PUBLIC_KEY_FILE and {prefix}JWT_JWKS_URL are set: "
+                "set exactly one source of the identity provider's keys"
+            )
+        if jwks_url:
+            try:
+                verifier = TokenVerifier.from_jwks(
+                    jwks_url,
+                    s.jwt_issuer,
+                    s.jwt_audience,
+                    cache_seconds=s.jwt_jwks_cache_seconds,
+                    max_stale_seconds=s.jwt_jwks_max_stale_seconds,
+                )
+            except ValueError as exc:
+                raise SystemExit(f"{prefix}JWT_JWKS_URL: {exc}") from exc
+        elif s.jwt_public_key_file is not None:
+            verifier = TokenVerifier.from_file(s.jwt_public_key_file, s.jwt_issuer, s.jwt_audience)
+        else:
+            raise SystemExit(
+                f"neither {prefix}JWT_PUBLIC_KEY_FILE nor {prefix}JWT_JWKS_URL is set: "
                 "every gRPC call must be authenticated"
             )
-        verifier = TokenVerifier.from_file(s.jwt_public_key_file, s.jwt_issuer, s.jwt_audience)
         tls = None
         if s.tls_cert_file and s.tls_key_file:
             tls = ServerTLS(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)

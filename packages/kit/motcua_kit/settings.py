@@ -36,7 +36,14 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     grpc_max_workers: int = Field(default=16, ge=1)
 
+    # Exactly one of the two: the identity provider's public key file, or its JWKS URL (or OIDC
+    # discovery URL ending in /.well-known/openid-configuration) so it can rotate keys (ADR 0070).
     jwt_public_key_file: Path | None = None
+    jwt_jwks_url: str = ""
+    # The JWKS is fetched again after this long; when it cannot be reached, the last keys keep
+    # serving for at most max_stale more seconds, then every token is refused.
+    jwt_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    jwt_jwks_max_stale_seconds: float = Field(default=3600.0, ge=0)
     jwt_issuer: str = "motcua"
     jwt_audience: str = "motcua"
 
