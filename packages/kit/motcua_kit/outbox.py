@@ -149,25 +149,39 @@ class Outbox:
 
     def add(self, session: Session, topic: str, event: Event) -> None:
         """Queue ``event`` for ``topic``; it is published only if the transaction commits."""
-        trace_headers = dict(event.trace_headers) or current_traceparent()
-        stmt = insert(self.table).values(
-            event_id=event.id,
-            topic=topic,
-            event_key=event.subject,
-            event_type=event.type,
-            source=event.source,
-            event_time=event.time,
-            payload=event.data,
-            trace_headers=trace_headers,
-            created_at=datetime.now(UTC),
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            # The NOTIFY rides on the INSERT (no extra round trip). Like the row, it is
-            # delivered only if the transaction commits, and PostgreSQL folds a transaction's
-            # identical notifications into one.
-            session.execute(stmt.returning(func.pg_notify(self._channel, ""))).close()
+        self.add_many(session, topic, [event])
+
+    def add_many(self, session: Session, topic: str, events: Sequence[Event]) -> None:
+        """Queue ``events`` for ``topic`` in order, with ONE insert (a batch handler's events)."""
+        if not events:
             return
-        session.execute(stmt)
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "event_id": event.id,
+                "topic": topic,
+                "event_key": event.subject,
+                "event_type": event.type,
+                "source": event.source,
+                "event_time": event.time,
+                "payload": event.data,
+                "trace_headers": dict(event.trace_headers) or current_traceparent(),
+                "created_at": now,
+            }
+            for event in events
+        ]
+        stmt = insert(self.table)
+        if session.get_bind().dialect.name == "postgresql":
+            # The NOTIFY rides on the INSERT (no extra round trip). Like the rows, it is
+            # delivered only if the transaction commits, and PostgreSQL folds a transaction's
+            # identical notifications into one. Many rows go as SQLAlchemy's "insertmanyvalues"
+            # (multi-row VALUES, in order, so the ids keep the events' order).
+            returning = stmt.returning(
+                func.pg_notify(self._channel, ""), sort_by_parameter_order=True
+            )
+            session.execute(returning, rows).close()
+            return
+        session.execute(stmt, rows)
         if self.table in _local_relays and not session.info.get(_WAKE_PENDING):
             session.info[_WAKE_PENDING] = True
             on_commit(session, lambda: self._committed(session))

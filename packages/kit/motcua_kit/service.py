@@ -85,6 +85,7 @@ class _HandlerSpec:
     topic: str
     event_type: str
     message_type: type[Message] | None
+    batch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,22 @@ class _TimerSpec:
 
 
 def event_handler(
-    topic: str, event_type: str = "*", message: type[Message] | None = None
+    topic: str,
+    event_type: str = "*",
+    message: type[Message] | None = None,
+    *,
+    batch: str | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Mark a method ``(self, event, message, session)`` as the handler of an event type."""
+    """Mark a method ``(self, event, message, session)`` as the handler of an event type.
+
+    ``batch`` names a method ``(self, [(event, message), ...], session)`` with the same effect
+    on many records at once (:attr:`motcua_kit.consumer.Handler.batch`): where a handler's
+    statements cost more than its work, one call per poll pays them once.
+    """
 
     def mark(fn: Callable[..., None]) -> Callable[..., None]:
-        specs = [*getattr(fn, "_motcua_handlers", []), _HandlerSpec(topic, event_type, message)]
+        spec = _HandlerSpec(topic, event_type, message, batch)
+        specs = [*getattr(fn, "_motcua_handlers", []), spec]
         fn._motcua_handlers = specs  # type: ignore[attr-defined]
         return fn
 
@@ -157,7 +168,8 @@ class Service:
         for attr in dir(type(self)):
             fn = getattr(self, attr, None)
             for spec in getattr(fn, "_motcua_handlers", []):
-                out.append(Handler(spec.topic, spec.event_type, fn, spec.message_type))  # type: ignore[arg-type]
+                batch = getattr(self, spec.batch) if spec.batch else None
+                out.append(Handler(spec.topic, spec.event_type, fn, spec.message_type, batch))  # type: ignore[arg-type]
         return out
 
     def timers(self) -> list[tuple[str, float | str, Callable[[], object]]]:

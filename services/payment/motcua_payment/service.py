@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 from urllib.parse import parse_qsl, urlencode
@@ -197,6 +198,17 @@ def _live(payments: list[Payment]) -> Payment | None:
     return None
 
 
+@dataclass(frozen=True)
+class _NewPayment:
+    """A payment to create: the request, the idempotency scope and who asked, from where."""
+
+    request: PaymentRequest
+    scope: str
+    fingerprint: str
+    actor: Actor
+    origin: Origin
+
+
 class PaymentService(Service):
     """Procedure fees (lệ phí thủ tục hành chính) for dossiers, through payment gateways."""
 
@@ -299,6 +311,7 @@ class PaymentService(Service):
         events.DOSSIER_TOPIC,
         events.DOSSIER_PAYMENT_REQUESTED,
         dossier_events_pb2.DossierStatusChanged,
+        batch="on_payments_requested",
     )
     def on_payment_requested(self, event: Event, message: Message | None, session: Session) -> None:
         """The dossier reached "payment required": open its fee request and create a payment.
@@ -308,41 +321,54 @@ class PaymentService(Service):
         already has an open or paid payment gets no second one. A payload that cannot make a
         valid payment is dead-lettered.
         """
-        assert isinstance(message, dossier_events_pb2.DossierStatusChanged)
-        dossier = message.dossier
-        if not dossier.HasField("fee_vnd") or dossier.fee_vnd == 0:
-            log.info("dossier %s has no fee: no payment", dossier.code)
+        self.on_payments_requested([(event, message)], session)
+
+    def on_payments_requested(
+        self, requested: Sequence[tuple[Event, Message | None]], session: Session
+    ) -> None:
+        """:meth:`on_payment_requested` for a batch of events, in order: their dossiers' fee
+        facts and payments are read (and locked) in one query each, and the new fee requests,
+        payments, history rows and events are written with one statement each."""
+        wanted: list[tuple[Event, dossier_events_pb2.DossierStatusChanged]] = []
+        for event, message in requested:
+            assert isinstance(message, dossier_events_pb2.DossierStatusChanged)
+            if not message.dossier.HasField("fee_vnd") or message.dossier.fee_vnd == 0:
+                log.info("dossier %s has no fee: no payment", message.dossier.code)
+                continue
+            wanted.append((event, message))
+        if not wanted:
             return
-        self.repository.fee(session, dossier.code, lock=True)  # serialise with API creates
-        try:
-            known = _fee_of(dossier)
-            fee = known.requested(dossier.fee_vnd, event.id, known.payer)
-            request = payment_request(PaymentOrder(dossier.code), fee)
-        except InvalidArgument as exc:
-            raise PermanentError(f"unusable payment_requested event: {exc.message}") from exc
-        self.repository.save_fee(session, fee, self.clock())
-        live = _live(self.repository.for_dossier(session, request.dossier_code, lock=True))
-        if live is not None:
-            log.info(
-                "dossier %s already has payment %s (%s): no new one",
-                request.dossier_code,
-                live.id,
-                live.state.value,
+        codes = sorted({m.dossier.code for _e, m in wanted})
+        self.repository.fees(session, codes, lock=True)  # serialise with API creates
+        existing = self.repository.for_dossiers(session, codes, lock=True)
+        fees: dict[str, DossierFee] = {}
+        new: list[_NewPayment] = []
+        opened: set[str] = set()
+        for event, message in wanted:
+            dossier = message.dossier
+            try:
+                known = _fee_of(dossier)
+                fee = known.requested(dossier.fee_vnd, event.id, known.payer)
+                request = payment_request(PaymentOrder(dossier.code), fee)
+            except InvalidArgument as exc:
+                raise PermanentError(f"unusable payment_requested event: {exc.message}") from exc
+            fees[dossier.code] = fee
+            live = _live(existing.get(request.dossier_code, []))
+            if live is not None or request.dossier_code in opened:
+                log.info("dossier %s already has a live payment: no new one", dossier.code)
+                continue
+            opened.add(request.dossier_code)
+            actor = Actor(
+                message.actor.subject or "motcua-dossier",
+                ROLE_FROM_PROTO.get(message.actor.role, "service"),
+                message.actor.agency_code,
             )
-            return
-        actor = Actor(
-            message.actor.subject or "motcua-dossier",
-            ROLE_FROM_PROTO.get(message.actor.role, "service"),
-            message.actor.agency_code,
-        )
-        self._create(
-            session,
-            request,
-            scope=f"event\x1f{event.id}",
-            fingerprint=request.fingerprint(),
-            actor=actor,
-            origin=Origin.DOSSIER_EVENT,
-        )
+            scope = f"event\x1f{event.id}"
+            new.append(
+                _NewPayment(request, scope, request.fingerprint(), actor, Origin.DOSSIER_EVENT)
+            )
+        self.repository.save_fees(session, list(fees.values()), self.clock())
+        self._create_many(session, new)
 
     # -- API use cases -----------------------------------------------------------------------
     def create_payment(
@@ -747,28 +773,56 @@ class PaymentService(Service):
         actor: Actor,
         origin: Origin,
     ) -> Payment:
-        """Record the payment (CREATED), have the gateway issue the redirect (PENDING) and
-        publish ``payment.requested`` — one transaction."""
+        """Record the payment, have the gateway issue the redirect and publish
+        ``payment.requested`` — one transaction."""
+        return self._create_many(
+            session, [_NewPayment(request, scope, fingerprint, actor, origin)]
+        )[0]
+
+    def _create_many(self, session: Session, new: Sequence[_NewPayment]) -> list[Payment]:
+        """Create payments (CREATED, then PENDING with the gateway's redirect), their history
+        and their ``payment.requested`` events: one statement per table for all of them."""
+        if not new:
+            return []
         s = self.settings
         gateway = self._gateway(s.gateway)
         now = self.clock()
-        payment = Payment.new(
-            request,
-            payment_id=new_id(),
-            gateway=gateway.name,
-            created_by=actor,
-            now=now,
-            expires_at=now + timedelta(seconds=s.payment_expiry_seconds),
-        )
-        self.repository.add(session, payment, scope, fingerprint)
-        self._record(session, payment.id, None, None, payment.state, origin, actor, now)
-        return_url = f"{s.callback_base()}/payment/{gateway.name}/return"
-        token = new_pay_token()
-        started = payment.started(
-            gateway.redirect_url(payment, return_url), token, f"{s.callback_base()}/p/{token}"
-        )
-        self._change(session, payment, started, Trigger.START, origin, actor, now)
-        return started
+        base = s.callback_base()
+        return_url = f"{base}/payment/{gateway.name}/return"
+        rows: list[tuple[Payment, str, str]] = []
+        moves: list[db.Moved] = []
+        published: list[Event] = []
+        for n in new:
+            payment = Payment.new(
+                n.request,
+                payment_id=new_id(),
+                gateway=gateway.name,
+                created_by=n.actor,
+                now=now,
+                expires_at=now + timedelta(seconds=s.payment_expiry_seconds),
+            )
+            token = new_pay_token()
+            started = payment.started(
+                gateway.redirect_url(payment, return_url), token, f"{base}/p/{token}"
+            )
+            rows.append((started, n.scope, n.fingerprint))
+            moves += [
+                db.Moved(payment.id, None, None, payment.state, n.origin, n.actor, now),
+                db.Moved(
+                    payment.id, payment.state, Trigger.START, started.state, n.origin, n.actor, now
+                ),
+            ]
+            event_type = events.PAYMENT_EVENT_TYPES[started.state]
+            published.append(
+                self._event(started, event_type, payment.state, n.origin, n.actor, now)
+            )
+        self.repository.add_many(session, rows)
+        self.repository.record_transitions(session, moves)
+        outbox = self.context.outbox
+        assert outbox is not None
+        outbox.add_many(session, events.TOPIC, published)
+        on_commit(session, lambda: PAYMENTS.labels("requested").inc(len(rows)))
+        return [p for p, _scope, _fingerprint in rows]
 
     def _settle_from_gateway(self, payment_id: str, notice: Notice, origin: Origin) -> Payment:
         """Apply what the gateway said when asked (query or cancel): trusted, still checked."""
@@ -941,6 +995,26 @@ class PaymentService(Service):
         reason: str = "",
         refund: Refund | None = None,
     ) -> None:
+        outbox = self.context.outbox
+        assert outbox is not None
+        event = self._event(
+            payment, event_type, previous, origin, actor, now, reason=reason, refund=refund
+        )
+        outbox.add(session, events.TOPIC, event)
+
+    @staticmethod
+    def _event(
+        payment: Payment,
+        event_type: str,
+        previous: PaymentState,
+        origin: Origin,
+        actor: Actor,
+        now: datetime,
+        *,
+        reason: str = "",
+        refund: Refund | None = None,
+    ) -> Event:
+        """The payment event of a state change (the payment as it is after it)."""
         message = events_pb2.PaymentEvent(
             payment=payment_to_proto(payment),
             previous_state=PAYMENT_STATE_TO_PROTO[previous],
@@ -952,18 +1026,12 @@ class PaymentService(Service):
             message.actor.CopyFrom(actor_to_proto(actor))
         if refund is not None:
             message.refund.CopyFrom(refund_to_proto(refund))
-        outbox = self.context.outbox
-        assert outbox is not None
-        outbox.add(
-            session,
-            events.TOPIC,
-            Event.new(
-                source=events.SOURCE,
-                type=event_type,
-                subject=payment.dossier_code,
-                message=message,
-                time=now,
-            ),
+        return Event.new(
+            source=events.SOURCE,
+            type=event_type,
+            subject=payment.dossier_code,
+            message=message,
+            time=now,
         )
 
     # -- who may do what ---------------------------------------------------------------------

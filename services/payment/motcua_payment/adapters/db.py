@@ -9,6 +9,7 @@ copies of one notification race, one settles the payment and the rest see it set
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,34 +187,56 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _utc(value)
 
 
+@dataclass(frozen=True)
+class Moved:
+    """One history row: a payment (or one of its refunds) moved from ``source`` to ``target``."""
+
+    payment_id: str
+    source: State | None
+    trigger: Trigger | None
+    target: State
+    origin: Origin
+    actor: Actor
+    at: datetime
+    refund_id: str | None = None
+
+
 class PaymentRepository:
     """Reads and writes payments inside the caller's transaction."""
 
     # -- payments ----------------------------------------------------------------------------
     def add(self, session: Session, payment: Payment, scope: str, fingerprint: str) -> None:
-        session.execute(
-            insert(payments).values(
-                id=payment.id,
-                dossier_code=payment.dossier_code,
-                agency_code=payment.agency_code,
-                amount_vnd=payment.amount_vnd,
-                currency=payment.currency,
-                description=payment.description,
-                payer_full_name=payment.payer.full_name,
-                payer_citizen_id=payment.payer.citizen_id,
-                payer_phone=payment.payer.phone,
-                payer_email=payment.payer.email,
-                gateway=payment.gateway,
-                created_at=_utc(payment.created_at),
-                expires_at=_utc(payment.expires_at),
-                created_by_subject=payment.created_by.subject,
-                created_by_role=payment.created_by.role,
-                created_by_agency=payment.created_by.agency_code,
-                idempotency_scope=scope,
-                request_fingerprint=fingerprint,
+        self.add_many(session, [(payment, scope, fingerprint)])
+
+    def add_many(self, session: Session, new: Sequence[tuple[Payment, str, str]]) -> None:
+        """Insert payments, each with its idempotency scope and request fingerprint: one
+        statement for all of them."""
+        rows = [
+            {
+                "id": payment.id,
+                "dossier_code": payment.dossier_code,
+                "agency_code": payment.agency_code,
+                "amount_vnd": payment.amount_vnd,
+                "currency": payment.currency,
+                "description": payment.description,
+                "payer_full_name": payment.payer.full_name,
+                "payer_citizen_id": payment.payer.citizen_id,
+                "payer_phone": payment.payer.phone,
+                "payer_email": payment.payer.email,
+                "gateway": payment.gateway,
+                "created_at": _utc(payment.created_at),
+                "expires_at": _utc(payment.expires_at),
+                "created_by_subject": payment.created_by.subject,
+                "created_by_role": payment.created_by.role,
+                "created_by_agency": payment.created_by.agency_code,
+                "idempotency_scope": scope,
+                "request_fingerprint": fingerprint,
                 **self._changing(payment),
-            )
-        )
+            }
+            for payment, scope, fingerprint in new
+        ]
+        if rows:
+            session.execute(insert(payments), rows)
 
     def save(self, session: Session, payment: Payment) -> None:
         """Write what a state change may alter (the rest never changes)."""
@@ -252,16 +275,28 @@ class PaymentRepository:
 
     def for_dossier(self, session: Session, code: str, *, lock: bool = False) -> list[Payment]:
         """The dossier's payments, oldest first (locked: no one settles them meanwhile)."""
+        return self.for_dossiers(session, [code], lock=lock).get(code, [])
+
+    def for_dossiers(
+        self, session: Session, codes: Sequence[str], *, lock: bool = False
+    ) -> dict[str, list[Payment]]:
+        """Each dossier's payments, oldest first, by dossier code (absent: none); two queries
+        however many dossiers."""
+        if not codes:
+            return {}
         query = (
             select(payments)
-            .where(payments.c.dossier_code == code)
+            .where(payments.c.dossier_code.in_(list(codes)))
             .order_by(payments.c.created_at, payments.c.id)
         )
         if lock:
             query = query.with_for_update()
         rows = session.execute(query).all()
         found = self._refunds_of(session, [r.id for r in rows])
-        return [self._to_domain(r._mapping, found) for r in rows]
+        out: dict[str, list[Payment]] = {}
+        for r in rows:
+            out.setdefault(r.dossier_code, []).append(self._to_domain(r._mapping, found))
+        return out
 
     def by_scope(self, session: Session, scope: str) -> tuple[Payment, str] | None:
         """The payment created under an idempotency scope, with its request fingerprint."""
@@ -274,45 +309,67 @@ class PaymentRepository:
     # -- dossier fees ------------------------------------------------------------------------
     def fee(self, session: Session, code: str, *, lock: bool = False) -> DossierFee | None:
         """The dossier's fee fact (locked: creates for one dossier are serialised on it)."""
-        query = select(dossier_fees).where(dossier_fees.c.dossier_code == code)
+        return self.fees(session, [code], lock=lock).get(code)
+
+    def fees(
+        self, session: Session, codes: Sequence[str], *, lock: bool = False
+    ) -> dict[str, DossierFee]:
+        """The fee facts of the dossiers that have one, by code: one query (locked in code
+        order, so two batches locking overlapping dossiers cannot deadlock)."""
+        if not codes:
+            return {}
+        query = (
+            select(dossier_fees)
+            .where(dossier_fees.c.dossier_code.in_(list(codes)))
+            .order_by(dossier_fees.c.dossier_code)
+        )
         if lock:
             query = query.with_for_update()
-        row = session.execute(query).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return DossierFee(
-            dossier_code=m["dossier_code"],
-            agency_code=m["agency_code"],
-            procedure_code=m["procedure_code"],
-            payer=Payer(
-                m["payer_full_name"], m["payer_citizen_id"], m["payer_phone"], m["payer_email"]
-            ),
-            state=FeeState(m["state"]),
-            amount_vnd=None if m["amount_vnd"] is None else int(m["amount_vnd"]),
-            request_event_id=m["request_event_id"],
-        )
+        out: dict[str, DossierFee] = {}
+        for row in session.execute(query):
+            m = row._mapping
+            out[m["dossier_code"]] = DossierFee(
+                dossier_code=m["dossier_code"],
+                agency_code=m["agency_code"],
+                procedure_code=m["procedure_code"],
+                payer=Payer(
+                    m["payer_full_name"], m["payer_citizen_id"], m["payer_phone"], m["payer_email"]
+                ),
+                state=FeeState(m["state"]),
+                amount_vnd=None if m["amount_vnd"] is None else int(m["amount_vnd"]),
+                request_event_id=m["request_event_id"],
+            )
+        return out
 
     def save_fee(self, session: Session, fee: DossierFee, now: datetime) -> None:
         """Insert or replace the dossier's fee fact."""
-        values = {
-            "agency_code": fee.agency_code,
-            "procedure_code": fee.procedure_code,
-            "state": fee.state.value,
-            "amount_vnd": fee.amount_vnd,
-            "payer_full_name": fee.payer.full_name,
-            "payer_citizen_id": fee.payer.citizen_id,
-            "payer_phone": fee.payer.phone,
-            "payer_email": fee.payer.email,
-            "request_event_id": fee.request_event_id,
-            "updated_at": _utc(now),
-        }
+        self.save_fees(session, [fee], now)
+
+    def save_fees(self, session: Session, fees: Sequence[DossierFee], now: datetime) -> None:
+        """Insert or replace fee facts (one per dossier): one statement."""
+        rows = [
+            {
+                "dossier_code": fee.dossier_code,
+                "agency_code": fee.agency_code,
+                "procedure_code": fee.procedure_code,
+                "state": fee.state.value,
+                "amount_vnd": fee.amount_vnd,
+                "payer_full_name": fee.payer.full_name,
+                "payer_citizen_id": fee.payer.citizen_id,
+                "payer_phone": fee.payer.phone,
+                "payer_email": fee.payer.email,
+                "request_event_id": fee.request_event_id,
+                "updated_at": _utc(now),
+            }
+            for fee in fees
+        ]
+        if not rows:
+            return
         dialect = session.get_bind().dialect.name
         ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(dossier_fees)
+        replaced = {k: ins.excluded[k] for k in rows[0] if k != "dossier_code"}
         session.execute(
-            ins.values(dossier_code=fee.dossier_code, **values).on_conflict_do_update(
-                index_elements=["dossier_code"], set_=values
-            )
+            ins.on_conflict_do_update(index_elements=["dossier_code"], set_=replaced), rows
         )
 
     # -- the timers' work lists --------------------------------------------------------------
@@ -499,18 +556,27 @@ class PaymentRepository:
         at: datetime,
         refund_id: str | None = None,
     ) -> None:
-        session.execute(
-            insert(payment_history).values(
-                payment_id=payment_id,
-                refund_id=refund_id,
-                from_state=source.value if source else None,
-                trigger=trigger.value if trigger else "create",
-                to_state=target.value,
-                origin=origin.value,
-                actor_subject=actor.subject,
-                occurred_at=_utc(at),
-            )
+        self.record_transitions(
+            session, [Moved(payment_id, source, trigger, target, origin, actor, at, refund_id)]
         )
+
+    def record_transitions(self, session: Session, moves: Sequence[Moved]) -> None:
+        """Append history rows: one statement for all of them."""
+        rows = [
+            {
+                "payment_id": m.payment_id,
+                "refund_id": m.refund_id,
+                "from_state": m.source.value if m.source else None,
+                "trigger": m.trigger.value if m.trigger else "create",
+                "to_state": m.target.value,
+                "origin": m.origin.value,
+                "actor_subject": m.actor.subject,
+                "occurred_at": _utc(m.at),
+            }
+            for m in moves
+        ]
+        if rows:
+            session.execute(insert(payment_history), rows)
 
     def history(self, session: Session, payment_id: str) -> list[tuple[str | None, str, str]]:
         """(from, trigger, to) of each change of the payment and its refunds, in order."""
