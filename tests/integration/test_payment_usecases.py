@@ -272,6 +272,49 @@ def test_an_unusable_event_is_poison(world: World) -> None:
     assert world.count(db.payments) == 0
 
 
+def test_a_batch_of_requests_is_the_same_as_one_by_one(world: World) -> None:
+    """The consumer's batch call: one payment per fee-bearing dossier, a dossier asked twice in
+    the batch still gets one, a free one none, and the events keep the batch's order."""
+    from motcua.dossier.v1.events_pb2 import DossierStatusChanged
+
+    events_in = [
+        payment_requested_event("SXD-260316-0021", "SXD", 10_000),
+        payment_requested_event("SXD-260316-0022", "SXD", None),
+        payment_requested_event("SXD-260316-0023", "SXD", 30_000),
+        payment_requested_event("SXD-260316-0021", "SXD", 10_000),  # asked again
+    ]
+    pairs = [(e, e.parse(DossierStatusChanged)) for e in events_in]
+    with world.host.sessions() as session, session.begin():
+        world.service.on_payments_requested(pairs, session)
+    [first] = world.service.list_payments(ADMIN, "SXD-260316-0021")
+    [third] = world.service.list_payments(ADMIN, "SXD-260316-0023")
+    assert world.service.list_payments(ADMIN, "SXD-260316-0022") == []
+    assert (first.amount_vnd, third.amount_vnd) == (10_000, 30_000)
+    assert [(t, e.payment.id) for t, e in world.outbox()] == [
+        (events.REQUESTED, first.id),
+        (events.REQUESTED, third.id),
+    ]
+    assert world.history(third.id) == [(None, "create", "created"), ("created", "start", "pending")]
+
+
+def test_a_poison_event_fails_its_batch_call_and_writes_nothing(world: World) -> None:
+    """The runner then replays the records one by one, so only the poison is dead-lettered."""
+    from motcua.dossier.v1.events_pb2 import DossierStatusChanged
+
+    events_in = [
+        payment_requested_event("SXD-260316-0031", "SXD", 10_000),
+        payment_requested_event("SXD-260316-0032", "SXD", 1_000, citizen_id="1"),
+    ]
+    pairs = [(e, e.parse(DossierStatusChanged)) for e in events_in]
+    with (
+        pytest.raises(PermanentError, match="citizen_id"),
+        world.host.sessions() as session,
+        session.begin(),
+    ):
+        world.service.on_payments_requested(pairs, session)
+    assert world.count(db.payments) == 0 and world.outbox() == []
+
+
 # -- callbacks ---------------------------------------------------------------------------------
 def test_a_valid_ipn_settles_with_a_receipt(world: World) -> None:
     payment = world.create()
