@@ -27,12 +27,13 @@ from motcua_kit.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 SUBMITTED = "vn.motcua.dossier.submitted.v1"
+RECEIVED = "vn.motcua.dossier.received.v1"
 
 
-def _event(code: str) -> Event:
+def _event(code: str, event_type: str = SUBMITTED) -> Event:
     return Event.new(
         source="/motcua/dossier",
-        type=SUBMITTED,
+        type=event_type,
         subject=code,
         message=events_pb2.DossierSubmitted(dossier=dossier_pb2.Dossier(code=code)),
     )
@@ -52,7 +53,9 @@ def _produce(bootstrap: str, topic: str, events: list[Event]) -> None:
 class Bench:
     """A runner with a batch handler on a fresh topic and database, and its effects table."""
 
-    def __init__(self, kafka: Kafka, url: str, poison: set[str], batch: int) -> None:
+    def __init__(
+        self, kafka: Kafka, url: str, poison: set[str], batch: int, types: Sequence[str]
+    ) -> None:
         self.topic = f"kit.batchfn.{uuid.uuid4().hex[:8]}"
         self.settings = ServiceSettings(kafka_bootstrap=kafka.bootstrap, topic_partitions=1)
         ensure_topics(self.settings, [self.topic, self.topic + ".dlq"])
@@ -89,7 +92,7 @@ class Bench:
         self.runner = ConsumerRunner(
             "kit-test",
             f"kit-batchfn-{uuid.uuid4().hex[:6]}",
-            [Handler(self.topic, SUBMITTED, one, events_pb2.DossierSubmitted, batch=many)],
+            [Handler(self.topic, t, one, events_pb2.DossierSubmitted, batch=many) for t in types],
             self.sessions,
             self.inbox,
             lambda group: make_consumer(self.settings, group),
@@ -133,8 +136,12 @@ class Bench:
 def bench(kafka: Kafka, database: Callable[[str], str]) -> Iterator[Callable[..., Bench]]:
     made: list[Bench] = []
 
-    def make(poison: set[str] = frozenset(), batch: int = 60) -> Bench:  # type: ignore[assignment]
-        b = Bench(kafka, database("batchfn"), set(poison), batch)
+    def make(
+        poison: set[str] = frozenset(),  # type: ignore[assignment]
+        batch: int = 60,
+        types: Sequence[str] = (SUBMITTED,),
+    ) -> Bench:
+        b = Bench(kafka, database("batchfn"), set(poison), batch, types)
         made.append(b)
         return b
 
@@ -160,6 +167,21 @@ def test_a_batch_handler_gets_the_whole_batch_in_one_call(
     assert len(b.statements_on("inbox", "select")) == 1
     assert len(b.statements_on("effects", "insert")) == 1
     assert len(b.statements_on("inbox", "insert")) == 1
+
+
+def test_event_types_that_share_a_batch_function_go_in_one_call_in_order(
+    kafka: Kafka, bench: Callable[..., Bench]
+) -> None:
+    """Dossier's two payment handlers share one batch function: a poll of both types
+    alternating is one call, not one per record."""
+    events = [_event(f"BFNT-{i:03d}", (SUBMITTED, RECEIVED)[i % 2]) for i in range(40)]
+    b = bench(batch=len(events), types=(SUBMITTED, RECEIVED))
+    _produce(kafka.bootstrap, b.topic, events)
+    b.runner.start()
+    wait_for(lambda: b.inbox_count() == len(events), 60, 0.1, "the batch recorded")
+    assert b.batch_calls == [[ev.id for ev in events]]
+    assert not b.fn_calls
+    assert len(b.statements_on("effects", "insert")) == 1
 
 
 def test_a_poison_record_in_the_middle_of_a_batch_is_dead_lettered_alone(

@@ -484,16 +484,18 @@ class ConsumerRunner(ProducingWorker):
         seen: set[str],
     ) -> list[int]:
         """Positions of the records from ``start`` on that ``handler``'s batch function takes
-        in one call: its records, in order, that are not duplicates, up to the first record
-        another handler takes (which must see the effects before it, in partition order).
-        Records nobody handles, duplicates and undecodable ones in between do not split it."""
+        in one call: the records, in order, that are not duplicates, of every handler that
+        declares the same batch function (one function may take several event types), up to
+        the first record another function takes (which must see the effects before it, in
+        partition order). Records nobody handles, duplicates and undecodable ones in between
+        do not split it."""
         run: list[int] = []
         ids: set[str] = set()
         for pos in range(start, len(items)):
             _record, event, other = items[pos]
             if not isinstance(event, Event) or other is None or event.id in seen:
                 continue
-            if other is not handler:
+            if other is not handler and (other.batch is None or other.batch != handler.batch):
                 break
             if event.id not in ids:
                 ids.add(event.id)
@@ -511,11 +513,14 @@ class ConsumerRunner(ProducingWorker):
         savepoint; False (savepoint rolled back) if it failed, for the per-record path."""
         assert handler.batch is not None
         records = [items[p][0] for p in run]
-        events = [e for _r, e, _h in (items[p] for p in run) if isinstance(e, Event)]
+        taken = [(e, h) for _r, e, h in (items[p] for p in run) if isinstance(e, Event)]
+        events = [e for e, _h in taken]
         try:
             with self._batch_span(records, events):
-                mt = handler.message_type
-                pairs = [(e, e.parse(mt) if mt else None) for e in events]
+                pairs = [
+                    (e, e.parse(h.message_type) if h is not None and h.message_type else None)
+                    for e, h in taken
+                ]
                 with session.begin_nested():
                     handler.batch(pairs, session)
         except Exception as exc:

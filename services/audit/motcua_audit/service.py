@@ -155,6 +155,9 @@ class AuditService(Service):
 
     def on_start(self) -> None:
         """Start the sequencer loop; entries staged before a crash are sequenced at once."""
+        for check in Check:
+            # Every series from 0: an alert on increase() sees the very first failure.
+            VERIFICATION_FAILURES.labels(check.value)
         self.sequencer.start()
         self.sequencer.wake()
 

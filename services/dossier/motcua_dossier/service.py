@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Protocol
@@ -366,9 +367,35 @@ class DossierService(Service):
         comment: str,
         documents: tuple[Document, ...] = (),
     ) -> Transition:
+        done, event = self._transition(dossier, action, actor, comment, self.clock(), documents)
+        self._save(session, done.dossier, dossier.version)
+        outbox = self.context.outbox
+        assert outbox is not None
+        outbox.add(session, events.TOPIC, event)
+        return done
+
+    def _save(self, session: Session, dossier: Dossier, expected_version: int) -> None:
+        """Write a changed dossier, refused when someone changed it since it was read."""
+        if not self.repository.update(session, dossier, expected_version):
+            current = self.repository.get(session, dossier.code)
+            version = current.version if current else "unknown"
+            raise Aborted(
+                f"dossier {dossier.code} changed concurrently (now at version {version}); "
+                "re-read it and retry"
+            )
+
+    def _transition(
+        self,
+        dossier: Dossier,
+        action: str,
+        actor: Actor,
+        comment: str,
+        now: datetime,
+        documents: tuple[Document, ...] = (),
+    ) -> tuple[Transition, Event]:
+        """Apply a workflow action in memory: the transition and the event it publishes."""
         procedure = self.catalogue.procedure(dossier.procedure_code)
         workflow = self.catalogue.workflow(procedure.workflow_id)
-        now = self.clock()
         done = apply_action(
             dossier,
             workflow,
@@ -380,15 +407,7 @@ class DossierService(Service):
             processing_days=procedure.processing_days,
             documents=documents,
         )
-        if not self.repository.update(session, done.dossier, dossier.version):
-            current = self.repository.get(session, dossier.code)
-            version = current.version if current else "unknown"
-            raise Aborted(
-                f"dossier {dossier.code} changed concurrently (now at version {version}); "
-                "re-read it and retry"
-            )
-        self._publish(
-            session,
+        event = self._event(
             events.ACTION_EVENTS.get(action, events.STATUS_CHANGED),
             dossier.code,
             events_pb2.DossierStatusChanged(
@@ -405,7 +424,7 @@ class DossierService(Service):
             ),
             now,
         )
-        return done
+        return done, event
 
     def _count_completion(self, done: Transition) -> None:
         if done.dossier.status == Status.PROCESSED:
@@ -418,62 +437,109 @@ class DossierService(Service):
     ) -> None:
         outbox = self.context.outbox
         assert outbox is not None
+        outbox.add(session, events.TOPIC, self._event(event_type, code, message, now))
+
+    def _event(self, event_type: str, code: str, message: Message, now: datetime) -> Event:
+        """A dossier event, with the procedure's and agency's names filled in."""
         fill_names(message, self.catalogue)
-        outbox.add(
-            session,
-            events.TOPIC,
-            Event.new(
-                source=events.SOURCE, type=event_type, subject=code, message=message, time=now
-            ),
+        return Event.new(
+            source=events.SOURCE, type=event_type, subject=code, message=message, time=now
         )
 
     # -- reacting to other services ------------------------------------------------------------
-    @event_handler(events.PAYMENT_TOPIC, events.PAYMENT_REQUESTED, payment_events_pb2.PaymentEvent)
+    @event_handler(
+        events.PAYMENT_TOPIC,
+        events.PAYMENT_REQUESTED,
+        payment_events_pb2.PaymentEvent,
+        batch="on_payment_events",
+    )
     def on_payment_requested(self, event: Event, message: Message | None, session: Session) -> None:
         """A payment was opened for a dossier: remember it if it is for the fee asked."""
-        claim = _claim(message)
-        dossier = self.repository.get(session, event.subject)
-        refused = payment_refusal(dossier, claim, announced=True)
-        if refused is not None:
-            log.warning(
-                "payment %s announced for %s not taken: %s",
-                claim.payment_id,
-                event.subject,
-                refused.value,
-            )
-            return
-        self.repository.add_fee_payment(session, claim, self.clock())
+        self.on_payment_events([(event, message)], session)
 
-    @event_handler(events.PAYMENT_TOPIC, events.PAYMENT_SUCCEEDED, payment_events_pb2.PaymentEvent)
+    @event_handler(
+        events.PAYMENT_TOPIC,
+        events.PAYMENT_SUCCEEDED,
+        payment_events_pb2.PaymentEvent,
+        batch="on_payment_events",
+    )
     def on_payment_succeeded(self, event: Event, message: Message | None, session: Session) -> None:
         """The fee is paid: the dossier leaves "payment required", once, and only for a
         payment of its own open fee request; any other success is refused and recorded."""
-        claim = _claim(message)
-        dossier = self.repository.get(session, event.subject)
-        known = self.repository.fee_payment(session, claim)
-        if known:
-            log.info(
-                "payment %s already settled %s: nothing to do", claim.payment_id, event.subject
-            )
-            return
-        refused = payment_refusal(dossier, claim, announced=known is not None)
-        if refused is not None:
-            self._refuse_payment(session, event, claim, dossier, refused)
-            return
-        assert dossier is not None
-        done = self._apply(session, dossier, "pay", PAYMENT_SERVICE, f"payment event {event.id}")
-        self.repository.fee_payment_settled(session, claim.payment_id, self.clock())
-        self._count_completion(done)
+        self.on_payment_events([(event, message)], session)
 
-    def _refuse_payment(
+    def on_payment_events(
+        self, received: Sequence[tuple[Event, Message | None]], session: Session
+    ) -> None:
+        """The two handlers above for a batch of payment events, in order. The batch's
+        dossiers (locked, in code order) and announced payments are read with one query each;
+        announcements, settlements and events are written with one statement each, and each
+        dossier that moved with one update."""
+        claims = [(event, _claim(message)) for event, message in received]
+        found = self.repository.get_many(session, sorted({e.subject for e, _c in claims}))
+        announced = self.repository.fee_payments(session, [c.payment_id for _e, c in claims])
+        now = self.clock()
+        read_versions: dict[str, int] = {}
+        new_claims: list[PaymentClaim] = []
+        settled: list[str] = []
+        published: list[Event] = []
+        refusals: list[PaymentRefusal] = []
+        for event, claim in claims:
+            dossier = found.get(event.subject)
+            if event.type == events.PAYMENT_REQUESTED:
+                refused = payment_refusal(dossier, claim, announced=True)
+                if refused is not None:
+                    log.warning(
+                        "payment %s announced for %s not taken: %s",
+                        claim.payment_id,
+                        event.subject,
+                        refused.value,
+                    )
+                    continue
+                new_claims.append(claim)
+                announced[claim.payment_id] = (claim, False)
+                continue
+            fact = announced.get(claim.payment_id)
+            known = fact[1] if fact is not None and fact[0] == claim else None
+            if known:
+                log.info(
+                    "payment %s already settled %s: nothing to do", claim.payment_id, event.subject
+                )
+                continue
+            refused = payment_refusal(dossier, claim, announced=known is not None)
+            if refused is not None:
+                published.append(self._refusal(event, claim, dossier, refused, now))
+                refusals.append(refused)
+                continue
+            assert dossier is not None
+            done, moved = self._transition(
+                dossier, "pay", PAYMENT_SERVICE, f"payment event {event.id}", now
+            )
+            read_versions.setdefault(dossier.code, dossier.version)
+            found[dossier.code] = done.dossier
+            announced[claim.payment_id] = (claim, True)
+            settled.append(claim.payment_id)
+            published.append(moved)
+            self._count_completion(done)
+        self.repository.add_fee_payments(session, new_claims, now)
+        for code, version in read_versions.items():
+            self._save(session, found[code], version)
+        self.repository.fee_payments_settled(session, settled, now)
+        outbox = self.context.outbox
+        assert outbox is not None
+        outbox.add_many(session, events.TOPIC, published)
+        if refusals:
+            on_commit(session, lambda: _count_refusals(refusals))
+
+    def _refusal(
         self,
-        session: Session,
         event: Event,
         claim: PaymentClaim,
         dossier: Dossier | None,
         refused: PaymentRefusal,
-    ) -> None:
-        """Keep the payment out of the dossier; count it, log it, and audit it (an event)."""
+        now: datetime,
+    ) -> Event:
+        """A payment kept out of the dossier: logged, and audited through its event."""
         log.error(
             "payment %s refused for dossier %s: %s (%d VND, agency %s)",
             claim.payment_id,
@@ -482,9 +548,7 @@ class DossierService(Service):
             claim.amount_vnd,
             claim.agency_code,
         )
-        now = self.clock()
-        self._publish(
-            session,
+        return self._event(
             events.PAYMENT_REFUSED,
             event.subject,
             events_pb2.PaymentRefused(
@@ -501,7 +565,6 @@ class DossierService(Service):
             ),
             now,
         )
-        on_commit(session, lambda: PAYMENTS_REFUSED.labels(refused.value).inc())
 
     # -- timers ------------------------------------------------------------------------------
     @timer("deadline_scan_seconds")
@@ -573,6 +636,11 @@ class DossierService(Service):
         if "officer" in principal.roles and principal.agency_code == dossier.agency_code:
             return True
         return "citizen" in principal.roles and principal.citizen_id == dossier.applicant.citizen_id
+
+
+def _count_refusals(refusals: Sequence[PaymentRefusal]) -> None:
+    for refused in refusals:
+        PAYMENTS_REFUSED.labels(refused.value).inc()
 
 
 def _claim(message: Message | None) -> PaymentClaim:

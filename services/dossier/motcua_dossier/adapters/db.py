@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -136,37 +137,50 @@ _LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
 class DossierRepository:
     """Reads and writes dossiers inside the caller's transaction."""
 
-    def add_fee_payment(self, session: Session, claim: PaymentClaim, at: datetime) -> None:
-        """Remember a payment announced for the dossier's open fee request."""
-        session.execute(
-            insert(fee_payments).values(
-                payment_id=claim.payment_id,
-                dossier_code=claim.dossier_code,
-                agency_code=claim.agency_code,
-                amount_vnd=claim.amount_vnd,
-                announced_at=utc(at),
-            )
-        )
+    def add_fee_payments(
+        self, session: Session, claims: Sequence[PaymentClaim], at: datetime
+    ) -> None:
+        """Remember payments announced for their dossiers' open fee requests: one statement."""
+        rows = [
+            {
+                "payment_id": c.payment_id,
+                "dossier_code": c.dossier_code,
+                "agency_code": c.agency_code,
+                "amount_vnd": c.amount_vnd,
+                "announced_at": utc(at),
+            }
+            for c in claims
+        ]
+        if rows:
+            session.execute(insert(fee_payments), rows)
 
-    def fee_payment(self, session: Session, claim: PaymentClaim) -> bool | None:
-        """Was this payment announced for this dossier with this agency and amount?
-        None: no; False: announced; True: announced, and it settled the dossier."""
-        found = session.execute(
-            select(fee_payments.c.settled_at).where(
-                fee_payments.c.payment_id == claim.payment_id,
-                fee_payments.c.dossier_code == claim.dossier_code,
-                fee_payments.c.agency_code == claim.agency_code,
-                fee_payments.c.amount_vnd == claim.amount_vnd,
-            )
-        ).first()
-        return None if found is None else found.settled_at is not None
-
-    def fee_payment_settled(self, session: Session, payment_id: str, at: datetime) -> None:
-        session.execute(
-            update(fee_payments)
-            .where(fee_payments.c.payment_id == payment_id)
-            .values(settled_at=utc(at))
+    def fee_payments(
+        self, session: Session, payment_ids: Sequence[str]
+    ) -> dict[str, tuple[PaymentClaim, bool]]:
+        """The announced payments among ``payment_ids``: what was announced (dossier, agency,
+        amount), and whether it settled its dossier. One query."""
+        if not payment_ids:
+            return {}
+        rows = session.execute(
+            select(fee_payments).where(fee_payments.c.payment_id.in_(sorted(set(payment_ids))))
         )
+        return {
+            r.payment_id: (
+                PaymentClaim(r.payment_id, r.dossier_code, r.agency_code, int(r.amount_vnd)),
+                r.settled_at is not None,
+            )
+            for r in rows
+        }
+
+    def fee_payments_settled(
+        self, session: Session, payment_ids: Sequence[str], at: datetime
+    ) -> None:
+        if payment_ids:
+            session.execute(
+                update(fee_payments)
+                .where(fee_payments.c.payment_id.in_(list(payment_ids)))
+                .values(settled_at=utc(at))
+            )
 
     def next_sequence(self, session: Session, agency_code: str, day: date) -> int:
         """Atomically take the next number of the agency's day (an upsert; row-locked)."""
@@ -189,6 +203,19 @@ class DossierRepository:
     def get(self, session: Session, code: str) -> Dossier | None:
         row = session.execute(select(dossiers).where(dossiers.c.code == code)).first()
         return self._to_domain(row._mapping) if row else None
+
+    def get_many(self, session: Session, codes: Sequence[str]) -> dict[str, Dossier]:
+        """The dossiers among ``codes``, by code, locked until the transaction ends (in code
+        order, so two batches cannot deadlock): one query."""
+        if not codes:
+            return {}
+        query = (
+            select(dossiers)
+            .where(dossiers.c.code.in_(list(codes)))
+            .order_by(dossiers.c.code)
+            .with_for_update()
+        )
+        return {row.code: self._to_domain(row._mapping) for row in session.execute(query)}
 
     def add(self, session: Session, dossier: Dossier, idempotency_scope: str) -> None:
         a = dossier.applicant
