@@ -6,7 +6,9 @@
 #   3. helm template for each values set, with the Prometheus Operator API (monitoring on) and
 #      without it (off), for each Kubernetes version in KUBE_VERSIONS
 #   4. strict schema validation of every rendered object for its Kubernetes version
-#      (helm/tools/validate_rendered.py: an unknown kind/apiVersion fails, except allowed CRDs)
+#      (helm/tools/validate_rendered.py: every error of every object; an unknown kind/apiVersion
+#      fails; the allowed custom resources are checked against their projects' published CRDs,
+#      vendored in helm/tools/crds/)
 #   5. yamllint (helm/.yamllint) over the values files, the Chart.yaml files and the output
 #   6. the chart tests: pytest tests/helm
 #
@@ -20,8 +22,11 @@
 #   HELM_CHECK_VALUES          values sets to check, space-separated; a set is one file or
 #                              several joined by commas (given as -f in that order)
 #                              (default: helm/motcua/values-dev.yaml helm/motcua/values-prod.yaml
-#                              helm/motcua/values-prod.yaml,helm/motcua/values-openshift.yaml)
-#   HELM_CHECK_KUBE_VERSIONS   default: 1.30 1.31 ... 1.37
+#                              helm/motcua/values-prod.yaml,helm/motcua/values-openshift.yaml
+#                              helm/motcua/values-prod.yaml,helm/tools/check-values/alternatives.yaml:
+#                              KEDA instead of the HPA, Strimzi v1beta2)
+#   HELM_CHECK_KUBE_VERSIONS   default: 1.30 1.31 ... 1.37 (MAJOR.MINOR; one kubernetes-validate
+#                              has no schemas for is refused up front, exit status 2)
 #   HELM_CHECK_PYTEST          0 skips step 6 (tests/helm runs this script itself)
 #   HELM_CHECK_OUT             keep the rendered manifests in this directory
 #   MOTCUA_ROOT                the repository (default: the parent of this script's directory)
@@ -34,7 +39,7 @@ HELM="$(command -v "$HELM" || echo "$HELM")"   # a bare name means the one on PA
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 CHART="$HELM_DIR/motcua"
 KUBE_VERSIONS="${HELM_CHECK_KUBE_VERSIONS:-1.30 1.31 1.32 1.33 1.34 1.35 1.36 1.37}"
-VALUES="${HELM_CHECK_VALUES:-$CHART/values-dev.yaml $CHART/values-prod.yaml $CHART/values-prod.yaml,$CHART/values-openshift.yaml}"
+VALUES="${HELM_CHECK_VALUES:-$CHART/values-dev.yaml $CHART/values-prod.yaml $CHART/values-prod.yaml,$CHART/values-openshift.yaml $CHART/values-prod.yaml,$HELM_DIR/tools/check-values/alternatives.yaml}"
 RELEASE=motcua
 NAMESPACE=motcua
 MONITORING_API=monitoring.coreos.com/v1
@@ -43,6 +48,18 @@ LINT_KUBE_VERSION="${KUBE_VERSIONS%% *}.0"
 for tool in "$HELM" "$PY"; do
   if [[ ! -x "$tool" ]]; then
     echo "helm-check: $tool not found or not executable (make setup tools)" >&2
+    exit 2
+  fi
+done
+
+# A Kubernetes version without schemas would only fail late, once per values set: refuse it now.
+if ! supported="$("$PY" "$HELM_DIR/tools/validate_rendered.py" --supported-versions)"; then
+  echo "helm-check: helm/tools/validate_rendered.py --supported-versions failed" >&2
+  exit 2
+fi
+for kube in $KUBE_VERSIONS; do
+  if [[ " $supported " != *" $kube "* ]]; then
+    echo "helm-check: HELM_CHECK_KUBE_VERSIONS: Kubernetes $kube is not supported: the installed kubernetes-validate has schemas for ${supported%% *} to ${supported##* } (MAJOR.MINOR)" >&2
     exit 2
   fi
 done

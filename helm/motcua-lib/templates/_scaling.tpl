@@ -9,26 +9,12 @@ metric through a custom-metrics adapter, e.g. prometheus-adapter with a rule lik
     name: {as: motcua_consumer_lag}
     metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
 
-Alternative without an adapter: turn `autoscaling.enabled` off and let KEDA own the scaling with
-a ScaledObject (KEDA creates its own HPA; never run both on one Deployment):
-
-  apiVersion: keda.sh/v1alpha1
-  kind: ScaledObject
-  metadata: {name: motcua-notify}
-  spec:
-    scaleTargetRef: {name: motcua-notify}
-    minReplicaCount: 2
-    maxReplicaCount: 6            # no use above the topic's partition count
-    triggers:
-      - type: kafka               # lag read from the broker, per consumer group
-        metadata: {bootstrapServers: kafka:9092, consumerGroup: motcua-notify,
-                   topic: motcua.dossier.v1, lagThreshold: "500"}
-      - type: cpu
-        metricType: Utilization
-        metadata: {value: "70"}
+Alternative without an adapter: autoscaling.keda.enabled. A KEDA ScaledObject on the lag KEDA
+reads from the brokers (motcua-lib/templates/_keda.tpl) then replaces this HPA: KEDA creates
+its own, and two autoscalers on one Deployment would fight, so this one is not rendered.
 */}}
 {{- define "motcua-lib.hpa" -}}
-{{- if .Values.autoscaling.enabled -}}
+{{- if and .Values.autoscaling.enabled (not (dig "keda" "enabled" false .Values.autoscaling)) -}}
 {{- $a := .Values.autoscaling -}}
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
