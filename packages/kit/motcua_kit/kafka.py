@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -58,6 +59,7 @@ def make_consumer(settings: ServiceSettings, group_id: str, **overrides: Any) ->
         "max_poll_records": 200,
         "api_version": API_VERSION,
         "reconnect_backoff_max_ms": 2_000,
+        "metadata_max_age_ms": settings.kafka_metadata_max_age_ms,
         "isolation_level": "read_committed",
         **security_options(settings),
     }
@@ -81,7 +83,7 @@ def _new_topic(settings: ServiceSettings, name: str) -> NewTopic:
     )
 
 
-def ensure_topics(settings: ServiceSettings, topics: list[str]) -> None:
+def ensure_topics(settings: ServiceSettings, topics: list[str], timeout: float = 15.0) -> None:
     """Create the topics if missing, as the topic registry describes them.
 
     For local runs and tests; production creates them from the chart's KafkaTopic objects,
@@ -98,5 +100,31 @@ def ensure_topics(settings: ServiceSettings, topics: list[str]) -> None:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([_new_topic(settings, t) for t in missing])
+            _wait_until_served(admin, missing, timeout)
     finally:
         admin.close()
+
+
+def _wait_until_served(admin: KafkaAdminClient, topics: list[str], timeout: float) -> None:
+    """Return once the broker serves every topic with a leader for each partition.
+
+    The controller answers CreateTopics before the broker's metadata has the topic; a consumer
+    that joins its group in that gap is assigned nothing and waits for its next metadata
+    refresh (the demo's payment did, for 90 s).
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(topics)
+    while pending:
+        described = {t["name"]: t for t in admin.describe_topics(pending)}
+        pending = [
+            name
+            for name in pending
+            if (t := described.get(name)) is None
+            or t.get("error_code", 0) != 0
+            or not t.get("partitions")
+            or any(p.get("leader_id", -1) == -1 for p in t["partitions"])
+        ]
+        if pending and time.monotonic() >= deadline:
+            raise TimeoutError(f"topics {pending} not served by the broker within {timeout} s")
+        if pending:
+            time.sleep(0.05)

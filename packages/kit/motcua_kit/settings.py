@@ -69,3 +69,7 @@ class ServiceSettings(BaseSettings):
     test_kill_before_commit: bool = False
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     kafka_create_topics: bool = True
+    # How stale a client's view of the topics may grow: a consumer is assigned partitions the
+    # operator added, or a topic that appeared after it joined, within this long.
+    # kafka-python's own default is five minutes.
+    kafka_metadata_max_age_ms: int = Field(default=30_000, ge=1000)
