@@ -108,23 +108,26 @@ def ensure_topics(settings: ServiceSettings, topics: list[str], timeout: float =
 def _wait_until_served(admin: KafkaAdminClient, topics: list[str], timeout: float) -> None:
     """Return once the broker serves every topic with a leader for each partition.
 
-    The controller answers CreateTopics before the broker's metadata has the topic; a consumer
-    that joins its group in that gap is assigned nothing and waits for its next metadata
-    refresh (the demo's payment did, for 90 s).
+    A consumer that joins its group before its topic's partitions are served is assigned
+    nothing until its next metadata refresh (in CI the demo's payment waited 90 s so).
     """
     deadline = time.monotonic() + timeout
     pending = list(topics)
-    while pending:
+    while True:
         described = {t["name"]: t for t in admin.describe_topics(pending)}
-        pending = [
-            name
-            for name in pending
-            if (t := described.get(name)) is None
-            or t.get("error_code", 0) != 0
-            or not t.get("partitions")
-            or any(p.get("leader_id", -1) == -1 for p in t["partitions"])
-        ]
-        if pending and time.monotonic() >= deadline:
+        pending = [name for name in pending if not _served(described.get(name))]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
             raise TimeoutError(f"topics {pending} not served by the broker within {timeout} s")
-        if pending:
-            time.sleep(0.05)
+        time.sleep(0.05)
+
+
+def _served(topic: dict[str, Any] | None) -> bool:
+    """Whether a described topic has partitions, each with a leader."""
+    return (
+        topic is not None
+        and topic.get("error_code", 0) == 0
+        and bool(topic.get("partitions"))
+        and all(p.get("leader_id", -1) != -1 for p in topic["partitions"])
+    )
