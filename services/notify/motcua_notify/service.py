@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from motcua.dossier.v1 import events_pb2 as dossier_events
 from motcua.notify.v1 import events_pb2, notify_pb2_grpc
+from motcua.payment.v1 import payment_pb2
 from motcua_kit.auth import Principal
 from motcua_kit.consumer import PermanentError
 from motcua_kit.db import transaction
@@ -71,6 +72,7 @@ from motcua_notify.domain.notification import (
     RECEIPT_WORDS,
     Change,
     HistoryEntry,
+    Intent,
     Notification,
     Occurrence,
     Published,
@@ -82,7 +84,7 @@ from motcua_notify.domain.notification import (
     after_send,
     plan,
 )
-from motcua_notify.domain.occurrence import PROVIDED_VARIABLES
+from motcua_notify.domain.occurrence import PROVIDED_VARIABLES, DossierSnapshot
 from motcua_notify.domain.pacing import QuietHours, TokenBucket
 from motcua_notify.domain.states import Channel, State
 from motcua_notify.domain.subscriptions import (
@@ -189,7 +191,7 @@ def _handles(
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def mark(fn: Callable[..., None]) -> Callable[..., None]:
         for event_type, message in types.items():
-            fn = event_handler(topic, event_type, message)(fn)
+            fn = event_handler(topic, event_type, message, batch="on_events")(fn)
         return fn
 
     return mark
@@ -289,54 +291,110 @@ class NotifyService(Service):
     @_handles(events.DOSSIER_TOPIC, _DOSSIER_MESSAGES)
     def on_dossier_event(self, event: Event, message: Message, session: Session) -> None:
         """A dossier event: remember the dossier, record the notices it calls for."""
-        try:
-            snapshot = snapshot_of(dossier_of(message), self.tz)
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from exc
-        if not snapshot.dossier_code:
-            raise PermanentError(f"{event.type} {event.id} names no dossier")
-        self.repository.save_snapshot(session, snapshot, self.clock())
-        occurrence = snapshot.occurrence(
-            event.id, event.type, event_time(event.time), dossier_extra(message)
-        )
-        self.record(session, occurrence)
+        self.on_events([(event, message)], session)
 
     @_handles(events.PAYMENT_TOPIC, _PAYMENT_MESSAGES)
     def on_payment_event(self, event: Event, message: Message, session: Session) -> None:
         """A payment event (fee requested with its pay link, fee received with its receipt)."""
-        try:
-            payment = payment_of(message)
-        except ValueError as exc:
-            raise PermanentError(str(exc)) from exc
-        code = payment.dossier_code or event.subject
-        if not code:
-            raise PermanentError(f"{event.type} {event.id} names no dossier")
-        snapshot = payment_snapshot(payment, self.repository.snapshot(session, code))
-        occurrence = snapshot.occurrence(
-            event.id, event.type, event_time(event.time), payment_extra(payment)
+        self.on_events([(event, message)], session)
+
+    def on_events(
+        self, records: Sequence[tuple[Event, Message | None]], session: Session
+    ) -> list[str]:
+        """Dossier and payment events, in order, with the effect of one call each: the
+        dossiers' snapshots, the citizens' opt-outs and the new intents are read or written
+        with one statement each (ADR 0012). A payment event sees the snapshot of a dossier
+        event before it in the same call. Returns the ids of the intents that were new.
+
+        Each intent carries its own event's trace: the first event's under this call's
+        consumer span (parented by that event's producer), the others under their producer's
+        span, which the consumer span links to.
+        """
+        now = self.clock()
+        occurrences: list[tuple[Occurrence, Mapping[str, str]]] = []
+        latest: dict[str, DossierSnapshot] = {}  # of this call's dossier events
+        payments: list[tuple[Event, payment_pb2.Payment]] = []
+        for event, message in records:
+            if event.type in _PAYMENT_MESSAGES:
+                try:
+                    payments.append((event, payment_of(message)))
+                except ValueError as exc:
+                    raise PermanentError(str(exc)) from exc
+        known = self.repository.snapshots(
+            session, sorted({p.dossier_code or e.subject for e, p in payments} - {""})
         )
-        self.record(session, occurrence)
+        facts = iter(payments)
+        for i, (event, message) in enumerate(records):
+            trace_headers = current_traceparent() if i == 0 else dict(event.trace_headers)
+            if event.type in _PAYMENT_MESSAGES:
+                _, payment = next(facts)
+                code = payment.dossier_code or event.subject
+                if not code:
+                    raise PermanentError(f"{event.type} {event.id} names no dossier")
+                base = latest.get(code) or known.get(code)
+                snapshot = payment_snapshot(payment, base)
+                extra = payment_extra(payment)
+            else:
+                if message is None:
+                    raise PermanentError(f"{event.type} {event.id} has no payload")
+                try:
+                    snapshot = snapshot_of(dossier_of(message), self.tz)
+                except ValueError as exc:
+                    raise PermanentError(str(exc)) from exc
+                if not snapshot.dossier_code:
+                    raise PermanentError(f"{event.type} {event.id} names no dossier")
+                latest[snapshot.dossier_code] = snapshot
+                extra = dossier_extra(message)
+            occurrence = snapshot.occurrence(event.id, event.type, event_time(event.time), extra)
+            occurrences.append((occurrence, trace_headers or current_traceparent()))
+        # The last snapshot of each dossier: what one-by-one upserts would leave.
+        self.repository.save_snapshots(session, latest.values(), now)
+        return self.record_many(session, occurrences, now)
 
     def record(self, session: Session, occurrence: Occurrence) -> list[str]:
         """Record the intents for one occurrence; returns the ids that were new."""
-        now = self.clock()
-        contact = occurrence.contact
-        opted: Mapping[Channel, datetime] = {}
-        if contact is not None and addresses_citizen(occurrence, self.catalogue, self.enabled):
-            opted = self.repository.opted_out(session, contact.citizen_id)
-        the_plan = plan(
-            occurrence,
-            self.catalogue,
-            enabled=self.enabled,
-            opted_out=opted,
-            subscriptions=self.subscriptions,
-            sms_encoding=self.settings.sms_encoding,
+        return self.record_many(session, [(occurrence, current_traceparent())], self.clock())
+
+    def record_many(
+        self,
+        session: Session,
+        occurrences: Sequence[tuple[Occurrence, Mapping[str, str]]],
+        now: datetime,
+    ) -> list[str]:
+        """Record the intents of many occurrences, each with its trace headers, in one insert;
+        returns the ids that were new."""
+        citizens = sorted(
+            {
+                o.contact.citizen_id
+                for o, _h in occurrences
+                if o.contact is not None
+                and o.contact.citizen_id
+                and addresses_citizen(o, self.catalogue, self.enabled)
+            }
         )
-        inserted = set(
-            self.repository.add_intents(session, the_plan.intents, now, current_traceparent())
-        )
+        opted_out = self.repository.opted_out_many(session, citizens)
+        intents: list[Intent] = []
+        headers: dict[str, Mapping[str, str]] = {}
         counts: list[tuple[str, str]] = []
-        for intent in the_plan.intents:
+        for occurrence, trace_headers in occurrences:
+            contact = occurrence.contact
+            opted: Mapping[Channel, datetime] = {}
+            if contact is not None and addresses_citizen(occurrence, self.catalogue, self.enabled):
+                opted = opted_out.get(contact.citizen_id, {})
+            the_plan = plan(
+                occurrence,
+                self.catalogue,
+                enabled=self.enabled,
+                opted_out=opted,
+                subscriptions=self.subscriptions,
+                sms_encoding=self.settings.sms_encoding,
+            )
+            intents += the_plan.intents
+            headers.setdefault(occurrence.event_id, trace_headers)  # a repeat changes nothing
+            counts += [(c.value, "opted_out") for c in the_plan.opted_out]
+            counts += [(c.value, "no_address") for c in the_plan.no_address]
+        inserted = set(self.repository.add_intents(session, intents, now, by_event=headers))
+        for intent in intents:
             if intent.id not in inserted:
                 continue
             counts.append((intent.channel.value, State.CREATED.value))
@@ -350,8 +408,6 @@ class NotifyService(Service):
                 self._publish(session, failed, Published.FAILED, now, intent.detail)
                 counts.append((intent.channel.value, State.TECHNICAL_FAILURE.value))
                 log.error("notification %s: %s", intent.id, intent.detail)
-        counts += [(c.value, "opted_out") for c in the_plan.opted_out]
-        counts += [(c.value, "no_address") for c in the_plan.no_address]
 
         def count() -> None:
             for channel, outcome in counts:

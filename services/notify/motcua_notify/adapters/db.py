@@ -186,13 +186,18 @@ class NotificationRepository:
         intents: Iterable[Intent],
         now: datetime,
         trace_headers: Mapping[str, str] | None = None,
+        *,
+        by_event: Mapping[str, Mapping[str, str]] | None = None,
     ) -> list[str]:
         """Insert what is new; returns the ids inserted (a duplicate is silently skipped).
 
-        One INSERT for all the intents of an occurrence and one for their history rows,
-        whatever the number of channels and subscribers.
+        One INSERT for all the intents (of one occurrence or of a consumer's whole batch) and
+        one for their history rows, whatever the number of channels and subscribers. Each
+        intent carries ``by_event[intent.event_id]`` as its trace headers, else
+        ``trace_headers``.
         """
-        headers = dict(trace_headers or {})
+        default = dict(trace_headers or {})
+        by_event = by_event or {}
         values: list[dict[str, Any]] = [
             {
                 "id": intent.id,
@@ -218,7 +223,7 @@ class NotificationRepository:
                 "updated_at": now,
                 "next_attempt_at": now,
                 "lease_until": None,
-                "trace_headers": headers,
+                "trace_headers": dict(by_event.get(intent.event_id, default)),
             }
             for intent in intents
         ]
@@ -528,6 +533,23 @@ class NotificationRepository:
         ).all()
         return {Channel(ch): aware(at) for ch, at in rows}
 
+    def opted_out_many(
+        self, session: Session, citizen_ids: Iterable[str]
+    ) -> dict[str, dict[Channel, datetime]]:
+        """:meth:`opted_out` of many citizens in one query (those with none are absent)."""
+        wanted = sorted(set(citizen_ids) - {""})
+        out: dict[str, dict[Channel, datetime]] = {}
+        if not wanted:
+            return out
+        rows = session.execute(
+            select(opt_outs.c.citizen_id, opt_outs.c.channel, opt_outs.c.updated_at).where(
+                opt_outs.c.citizen_id.in_(wanted)
+            )
+        ).all()
+        for cid, ch, at in rows:
+            out.setdefault(cid, {})[Channel(ch)] = aware(at)
+        return out
+
     def set_opt_out(
         self, session: Session, citizen_id: str, channel: Channel, opted_out: bool, now: datetime
     ) -> None:
@@ -546,37 +568,61 @@ class NotificationRepository:
 
     # -- dossier snapshots -------------------------------------------------------------------
     def save_snapshot(self, session: Session, snapshot: DossierSnapshot, now: datetime) -> None:
-        c = snapshot.contact
-        values = {
-            "agency_code": snapshot.agency_code,
-            "procedure_code": snapshot.procedure_code,
-            "procedure_name": snapshot.procedure_name[:PROCEDURE_NAME_CHARS],
-            "status": snapshot.status,
-            "appointment_date": snapshot.appointment_date[:10],
-            "submitted_date": snapshot.submitted_date[:10],
-            "citizen_id": c.citizen_id[:12],
-            "full_name": c.full_name[:200],
-            "phone": c.phone[:15],
-            "email": c.email[:254],
-            "updated_at": now,
-        }
-        session.execute(_save_snapshot(session), {"dossier_code": snapshot.dossier_code, **values})
+        self.save_snapshots(session, [snapshot], now)
+
+    def save_snapshots(
+        self, session: Session, snapshots: Iterable[DossierSnapshot], now: datetime
+    ) -> None:
+        """Upsert dossiers' latest snapshots in one statement; of two for one dossier the
+        later wins (one upsert cannot touch a row twice)."""
+        latest = {snapshot.dossier_code: snapshot for snapshot in snapshots}
+        if latest:
+            session.execute(
+                _save_snapshot(session), [_snapshot_row(s, now) for s in latest.values()]
+            )
+
+    def snapshots(self, session: Session, codes: Iterable[str]) -> dict[str, DossierSnapshot]:
+        """:meth:`snapshot` of many dossiers in one query (unknown ones are absent)."""
+        wanted = sorted(set(codes))
+        if not wanted:
+            return {}
+        s = dossier_snapshots
+        rows = session.execute(select(s).where(s.c.dossier_code.in_(wanted))).all()
+        return {row.dossier_code: _snapshot_of(row) for row in rows}
 
     def snapshot(self, session: Session, dossier_code: str) -> DossierSnapshot | None:
-        s = dossier_snapshots
-        row = session.execute(select(s).where(s.c.dossier_code == dossier_code)).first()
-        if row is None:
-            return None
-        return DossierSnapshot(
-            dossier_code=row.dossier_code,
-            agency_code=row.agency_code,
-            procedure_code=row.procedure_code,
-            status=row.status,
-            appointment_date=row.appointment_date,
-            submitted_date=row.submitted_date,
-            contact=Contact(row.citizen_id, row.full_name, row.phone, row.email),
-            procedure_name=row.procedure_name,
-        )
+        return self.snapshots(session, [dossier_code]).get(dossier_code)
+
+
+def _snapshot_row(snapshot: DossierSnapshot, now: datetime) -> dict[str, Any]:
+    c = snapshot.contact
+    values = {
+        "agency_code": snapshot.agency_code,
+        "procedure_code": snapshot.procedure_code,
+        "procedure_name": snapshot.procedure_name[:PROCEDURE_NAME_CHARS],
+        "status": snapshot.status,
+        "appointment_date": snapshot.appointment_date[:10],
+        "submitted_date": snapshot.submitted_date[:10],
+        "citizen_id": c.citizen_id[:12],
+        "full_name": c.full_name[:200],
+        "phone": c.phone[:15],
+        "email": c.email[:254],
+        "updated_at": now,
+    }
+    return {"dossier_code": snapshot.dossier_code, **values}
+
+
+def _snapshot_of(row: Any) -> DossierSnapshot:
+    return DossierSnapshot(
+        dossier_code=row.dossier_code,
+        agency_code=row.agency_code,
+        procedure_code=row.procedure_code,
+        status=row.status,
+        appointment_date=row.appointment_date,
+        submitted_date=row.submitted_date,
+        contact=Contact(row.citizen_id, row.full_name, row.phone, row.email),
+        procedure_name=row.procedure_name,
+    )
 
 
 def _to_domain(row: Any) -> Notification:

@@ -53,7 +53,7 @@ def dossier_of(message: Message) -> dossier_pb2.Dossier:
     return dossier
 
 
-def payment_of(message: Message) -> payment_pb2.Payment:
+def payment_of(message: Message | None) -> payment_pb2.Payment:
     if not isinstance(message, payment_events.PaymentEvent):
         raise ValueError(f"{type(message).__name__} is not a PaymentEvent")
     return message.payment
