@@ -43,6 +43,7 @@ VALUES="${HELM_CHECK_VALUES:-$CHART/values-dev.yaml $CHART/values-prod.yaml $CHA
 RELEASE=motcua
 NAMESPACE=motcua
 MONITORING_API=monitoring.coreos.com/v1
+STRIMZI_API=kafka.strimzi.io/v1,kafka.strimzi.io/v1beta2
 LINT_KUBE_VERSION="${KUBE_VERSIONS%% *}.0"
 
 for tool in "$HELM" "$PY"; do
@@ -115,8 +116,8 @@ for kube in $KUBE_VERSIONS; do
     mapfile -d '' vargs < <(values_args "$values")
     name="$(basename "${values##*,}" .yaml)"
     for monitoring in on off; do
-      api=()
-      [[ "$monitoring" == on ]] && api=(--api-versions "$MONITORING_API")
+      api=(--api-versions "$STRIMZI_API")  # prod values refuse to render without Strimzi
+      [[ "$monitoring" == on ]] && api+=(--api-versions "$MONITORING_API")
       out="$OUT/$name-monitoring-$monitoring-k$kube.rendered.yaml"
       if "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" \
         --kube-version "$kube.0" "${vargs[@]}" "${api[@]}" >"$out"; then

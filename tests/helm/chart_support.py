@@ -21,6 +21,8 @@ KUBE_VERSION = "1.30.0"
 RELEASE = "motcua"
 NAMESPACE = "motcua"
 MONITORING_API = "monitoring.coreos.com/v1"
+# Renders stand for a cluster with Strimzi installed: prod values refuse to install without it.
+STRIMZI_APIS = ("kafka.strimzi.io/v1", "kafka.strimzi.io/v1beta2")
 DEV = "values-dev.yaml"
 PROD = "values-prod.yaml"
 OPENSHIFT = "values-openshift.yaml"
@@ -35,7 +37,11 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def template_args(
-    umbrella: Path, values: tuple[str, ...], sets: tuple[str, ...], api: tuple[str, ...]
+    umbrella: Path,
+    values: tuple[str, ...],
+    sets: tuple[str, ...],
+    api: tuple[str, ...],
+    strimzi: bool = True,
 ) -> list[str]:
     args = [
         "template",
@@ -50,7 +56,7 @@ def template_args(
         args += ["-f", str(umbrella / v)]
     for s in sets:
         args += ["--set", s]
-    for a in api:
+    for a in (*(STRIMZI_APIS if strimzi else ()), *api):
         args += ["--api-versions", a]
     return args
 

@@ -23,6 +23,8 @@ from chart_support import (
     pod_specs,
     refusal,
     render,
+    run_helm,
+    template_args,
 )
 
 NP_ON = ("global.networkPolicy.enabled=true",)
@@ -382,6 +384,22 @@ def test_topics_are_strimzi_v1_by_default_and_v1beta2_on_request(helm: str, umbr
         helm, umbrella, PROD, sets=("kafkaTopics.apiVersion=kafka.strimzi.io/v1alpha1",), lint=True
     )
     assert "/kafkaTopics/apiVersion" in output
+
+
+def test_topics_refuse_a_cluster_without_strimzi(helm: str, umbrella: Path) -> None:
+    """Found item 11: prod values against a cluster without Strimzi's CRDs failed late, with
+    "no matches for kind KafkaTopic"; ServiceMonitor was already gated on its API."""
+    output = refusal(helm, umbrella, PROD)
+    assert "kafkaTopics.enabled is true" in output and "kafka.strimzi.io/v1" in output
+    assert "Install Strimzi" in output
+    old = refusal(helm, umbrella, PROD, sets=("kafkaTopics.apiVersion=kafka.strimzi.io/v1beta2",))
+    assert "does not serve kafka.strimzi.io/v1beta2" in old
+    # "auto" follows the cluster, as the monitoring objects do.
+    auto = ("kafkaTopics.enabled=auto",)
+    without = run_helm(helm, *template_args(umbrella, (PROD,), auto, (), strimzi=False))
+    assert without.returncode == 0, without.stderr
+    assert "kind: KafkaTopic" not in without.stdout
+    assert len(topics(render(helm, umbrella, PROD, sets=auto))) == 8
 
 
 def test_one_value_sets_the_partitions(helm: str, umbrella: Path) -> None:

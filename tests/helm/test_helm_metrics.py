@@ -120,6 +120,8 @@ def rendered_queries(helm: str, umbrella: Path) -> list[tuple[str, str]]:
             "1.30.0",
             "--api-versions",
             "monitoring.coreos.com/v1",
+            "--api-versions",
+            "kafka.strimzi.io/v1",
             "-f",
             str(umbrella / "values-prod.yaml"),
         ],

@@ -13,10 +13,18 @@ contracts/topics.yaml). One value sets the partitions of the four event topics:
 global.kafka.topicPartitions; 0 takes the registry's count for global.environment. A .dlq
 topic has the registry's DLQ partitions. apiVersion: kafka.strimzi.io/v1 (Strimzi 0.49 and
 later; the only version Strimzi 1.0 serves) or kafka.strimzi.io/v1beta2 (older operators).
+enabled: true refuses to render when the cluster does not serve that API (a release whose topics
+can never exist should fail at install, not at the first consumer); "auto" renders the topics
+only when it is served, as the monitoring objects do.
 */}}
 {{- define "motcua-lib.kafkatopics" -}}
 {{- $t := .Values.kafkaTopics -}}
-{{- if $t.enabled -}}
+{{- $api := $t.apiVersion | default "kafka.strimzi.io/v1" -}}
+{{- $served := .Capabilities.APIVersions.Has $api -}}
+{{- if and (kindIs "bool" $t.enabled) $t.enabled (not $served) -}}
+{{- fail (printf "motcua: kafkaTopics.enabled is true, but the cluster does not serve %s (Strimzi's KafkaTopic). Install Strimzi first (0.49+ serves kafka.strimzi.io/v1; set kafkaTopics.apiVersion=kafka.strimzi.io/v1beta2 for older operators), or set kafkaTopics.enabled=false and create the topics yourself. With helm template, pass --api-versions %s." $api $api) -}}
+{{- end -}}
+{{- if or (and (kindIs "bool" $t.enabled) $t.enabled) (and (eq (toString $t.enabled) "auto") $served) -}}
 {{- if not $t.clusterName -}}
 {{- fail "motcua: kafkaTopics.clusterName is required when kafkaTopics.enabled is true (the Strimzi Kafka cluster's name)" -}}
 {{- end -}}
@@ -33,7 +41,7 @@ later; the only version Strimzi 1.0 serves) or kafka.strimzi.io/v1beta2 (older o
 {{- $days := ternary $topic.dlq.retention_days $topic.retention_days (eq $suffix ".dlq") }}
 {{- $override := get ($t.overrides | default dict) $name | default dict }}
 ---
-apiVersion: {{ $t.apiVersion | default "kafka.strimzi.io/v1" }}
+apiVersion: {{ $api }}
 kind: KafkaTopic
 metadata:
   name: {{ $name }}
