@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
         buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
         payment-states payment-states-check notify-states notify-states-check events events-check \
-        helm-deps helm-check duplicates clean soak
+        helm-deps helm-check duplicates clean soak k8s-check
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ helm-deps: tools
 
 helm-check: setup tools ## helm lint/template, kubernetes-validate, yamllint, chart tests
 	bash helm/check.sh
+
+k8s-check: tools ## The chart against a real API server on loopback: etcd, kube-apiserver, kwok (infra/k8s)
+	bash infra/k8s/check.sh
 
 bench: setup ## Benchmarks as ratios against the bare stack and the peer: docs/benchmarks.{md,json}, docs/soak.png
 	$(PY) -m bench.run --write docs/benchmarks.md --json docs/benchmarks.json --soak-plot docs/soak.png
