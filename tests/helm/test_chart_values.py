@@ -17,9 +17,11 @@ import yaml
 from chart_support import (
     DEV,
     PROD,
+    RELEASE,
     SERVICES,
     container,
     env_of,
+    named,
     of_kind,
     one,
     pod_specs,
@@ -101,6 +103,42 @@ def test_the_jwt_public_key_secret_cannot_be_left_out(
     del dev["global"]["jwt"]["publicKeySecret"]
     output = refusal(helm, umbrella, write_values(tmp_path, "no-jwt.yaml", dev), lint=True)
     assert "/global/jwt/publicKeySecret" in output or "'publicKeySecret'" in output
+
+
+JWKS = ("global.jwt.publicKeySecret=", "global.jwt.jwksUrl=https://idp.example/realms/motcua")
+
+
+def test_a_jwks_url_replaces_the_public_key_secret(helm: str, umbrella: Path) -> None:
+    """ADR 0070: keys that rotate come from the issuer's JWKS; the chart could not say so, and
+    with NetworkPolicy on, the default-deny would have blocked the fetch."""
+    docs = render(helm, umbrella, PROD, sets=JWKS)
+    for svc in SERVICES:
+        env = env_of(container(docs, "Deployment", svc))
+        data = one(docs, "ConfigMap", svc)["data"]
+        prefix = f"MOTCUA_{svc.upper()}_"
+        assert data[prefix + "JWT_JWKS_URL"] == "https://idp.example/realms/motcua"
+        assert (
+            prefix + "JWT_PUBLIC_KEY_FILE" not in data and prefix + "JWT_PUBLIC_KEY_FILE" not in env
+        )
+        spec = one(docs, "Deployment", svc)["spec"]["template"]["spec"]
+        assert "jwt" not in {v["name"] for v in spec.get("volumes", [])}
+        policy = named(docs, "NetworkPolicy", f"{RELEASE}-{svc}")
+        ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+        assert 443 in ports
+    # Without the URL no egress to the identity provider is opened.
+    plain = render(helm, umbrella, PROD)
+    policy = named(plain, "NetworkPolicy", f"{RELEASE}-audit")
+    assert 443 not in {p["port"] for r in policy["spec"]["egress"] for p in r.get("ports", [])}
+
+
+def test_a_jwks_url_and_a_public_key_secret_are_refused_together(helm: str, umbrella: Path) -> None:
+    both = ("global.jwt.jwksUrl=https://idp.example/jwks",)
+    output = refusal(helm, umbrella, DEV, sets=both, lint=True)
+    assert "/global/jwt/publicKeySecret" in output
+    bad = refusal(
+        helm, umbrella, DEV, sets=(*JWKS[:1], "global.jwt.jwksUrl=idp.example"), lint=True
+    )
+    assert "/global/jwt/jwksUrl" in bad
 
 
 SASL = ("global.kafka.securityProtocol=SASL_SSL", "global.kafka.sasl.mechanism=SCRAM-SHA-512")

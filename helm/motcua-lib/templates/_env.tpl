@@ -39,6 +39,7 @@ Job runs before the ConfigMap exists on first install).
 {{- /* Which column of the topic registry's partition counts the services use when they create topics. */ -}}
 {{- $_ := set $d (print $p "ENVIRONMENT") $s.environment -}}
 {{- if $s.jwt.publicKeySecret }}{{ $_ := set $d (print $p "JWT_PUBLIC_KEY_FILE") (printf "%s/%s" $paths.jwt $s.jwt.publicKeyKey) }}{{ end -}}
+{{- with $s.jwt.jwksUrl }}{{ $_ := set $d (print $p "JWT_JWKS_URL") . }}{{ end -}}
 {{- with $s.jwt.issuer }}{{ $_ := set $d (print $p "JWT_ISSUER") . }}{{ end -}}
 {{- with $s.jwt.audience }}{{ $_ := set $d (print $p "JWT_AUDIENCE") . }}{{ end -}}
 {{- if $s.tls.enabled -}}

@@ -161,6 +161,7 @@ jwt:
   issuer: {{ $gj.issuer | default "" | quote }}
   audience: {{ $gj.audience | default "" | quote }}
   publicKeySecret: {{ $gj.publicKeySecret | default "" | quote }}
+  jwksUrl: {{ $gj.jwksUrl | default "" | quote }}
   publicKeyKey: {{ $gj.publicKeyKey | default "public.pem" | quote }}
 tls:
   enabled: {{ ternary $lt.enabled (ternary $gt.enabled false (hasKey $gt "enabled")) (hasKey $lt "enabled") }}

@@ -64,7 +64,7 @@ true
 {{- end -}}
 
 {{/*
-The egress targets (dns, kafka, postgresql, otlp: each {to, ports}) for this service: its own
+The egress targets (dns, kafka, postgresql, otlp, identityProvider: each {to, ports}) for this service: its own
 networkPolicy.egress.<target> replaces global.networkPolicy.egress.<target>. Returned as YAML.
 */}}
 {{- define "motcua-lib.egressTargets" -}}
@@ -75,7 +75,8 @@ networkPolicy.egress.<target> replaces global.networkPolicy.egress.<target>. Ret
       "dns" ($le.dns | default $ge.dns | default $dnsDefault)
       "kafka" ($le.kafka | default $ge.kafka | default (dict "ports" (list 9092)))
       "postgresql" ($le.postgresql | default $ge.postgresql | default (dict "ports" (list 5432)))
-      "otlp" ($le.otlp | default $ge.otlp | default (dict "ports" (list 4317)))) -}}
+      "otlp" ($le.otlp | default $ge.otlp | default (dict "ports" (list 4317)))
+      "identityProvider" ($le.identityProvider | default $ge.identityProvider | default (dict "ports" (list 443)))) -}}
 {{- end -}}
 
 {{- define "motcua-lib.networkpolicy" -}}
@@ -145,6 +146,9 @@ spec:
     {{- include "motcua-lib.egressRule" (dict "target" $t.postgresql "protocols" (list "TCP")) | nindent 4 }}
     {{- if $s.otlpEndpoint }}
     {{- include "motcua-lib.egressRule" (dict "target" $t.otlp "protocols" (list "TCP")) | nindent 4 }}
+    {{- end }}
+    {{- if $s.jwt.jwksUrl }}
+    {{- include "motcua-lib.egressRule" (dict "target" $t.identityProvider "protocols" (list "TCP")) | nindent 4 }}
     {{- end }}
     {{- range $le.external }}
     - to:

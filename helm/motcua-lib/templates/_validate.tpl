@@ -61,8 +61,11 @@ requests <= limits for each resource given in both. Call with (dict "resources" 
 {{- if not $s.kafka.bootstrap -}}
 {{- fail (printf "motcua %s: global.kafka.bootstrap is required (e.g. kafka:9092)" $svc) -}}
 {{- end -}}
-{{- if not $s.jwt.publicKeySecret -}}
-{{- fail (printf "motcua %s: global.jwt.publicKeySecret is required: the Secret with the token issuer's public key (every gRPC call is authenticated; the services do not start without it)" $svc) -}}
+{{- if and (not $s.jwt.publicKeySecret) (not $s.jwt.jwksUrl) -}}
+{{- fail (printf "motcua %s: global.jwt.publicKeySecret is required: the Secret with the token issuer's public key (every gRPC call is authenticated; the services do not start without it); or global.jwt.jwksUrl, the issuer's JWKS or OIDC discovery URL" $svc) -}}
+{{- end -}}
+{{- if and $s.jwt.publicKeySecret $s.jwt.jwksUrl -}}
+{{- fail (printf "motcua %s: global.jwt.publicKeySecret and global.jwt.jwksUrl are both set: choose one (the services refuse both)" $svc) -}}
 {{- end -}}
 {{- if not (dig "database" "existingSecret" "" .Values) -}}
 {{- fail (printf "motcua %s: %s.database.existingSecret is required: the name of the Secret holding the database URL" $svc $at) -}}
