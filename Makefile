@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
         helm-deps helm-check duplicates clean soak k8s-check
 
 help:
-	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 setup: ## Install the Python workspace (.venv) from uv.lock
 	@command -v $(UV) >/dev/null || python3 -m pip install -q "uv==0.13.8"
@@ -39,6 +39,9 @@ test: setup tools ## Unit, integration (real Kafka + PostgreSQL) and chart tests
 
 test-unit: setup ## Only the fast tests (no broker, no database server)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup tools ## Only the integration tests (real Kafka + PostgreSQL, started by the harness)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: setup ## ruff + mypy
 	$(PY) -m ruff check .
@@ -116,8 +119,8 @@ infra-down: ## Stop them
 	-bash infra/kafka.sh stop
 	-bash infra/postgres.sh stop
 
-duplicates:
-	duplicates packages services tests
+duplicates: ## Repeated blocks in the tree (the `duplicates` tool; --change --base REV for a change)
+	duplicates --repo .
 
 clean:
 	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
