@@ -473,6 +473,7 @@ class ConsumerRunner(ProducingWorker):
                 message = event.parse(handler.message_type) if handler.message_type else None
                 with session.begin_nested():
                     handler.fn(event, message, session)
+                _log_handled([(record, event)])
         finally:
             otel_context.detach(token)
 
@@ -531,6 +532,7 @@ class ConsumerRunner(ProducingWorker):
                 exc,
             )
             return False
+        _log_handled([(r, e) for r, e, _h in (items[p] for p in run) if isinstance(e, Event)])
         return True
 
     def _test_kill(self) -> None:
@@ -644,3 +646,26 @@ class ConsumerRunner(ProducingWorker):
                 CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
                     max(high - position, 0)
                 )
+
+
+def _log_handled(handled: Sequence[tuple[ConsumerRecord, Event]]) -> None:
+    """DEBUG: one line per handled record, in the record's own trace, so that a trace id seen
+    in the tracing backend finds the service's log lines (and the other way round), also for
+    records handled together in one batch span."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    for record, event in handled:
+        token = otel_context.attach(context_from_kafka_headers(record.headers or []))
+        try:
+            log.debug(
+                "handled %s",
+                event.type,
+                extra={
+                    "event_id": event.id,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                },
+            )
+        finally:
+            otel_context.detach(token)
