@@ -109,16 +109,18 @@ spec:
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "outbox-stuck") | quote }}
         {{- /*
         A labelled counter appears only at its first increment, and increase() cannot see that
-        first step; the second branch catches a topic whose DLQ series is new in the window.
+        first step; the second branch catches every series that is new in the window. It
+        compares series, not sums: a second replica's first dead letter of a topic that the
+        first replica already had is a new series too, and a sum by topic would hide it.
         */}}
         - alert: MotcuaDeadLetterQueueNotEmpty
           expr: |
             sum by (topic) (increase(motcua_dlq_published_total{ {{- $sel }}}[{{ $a.deadLetterWindow }}])) > 0
             or
-            (
-              sum by (topic) (motcua_dlq_published_total{ {{- $sel }}}) > 0
+            sum by (topic) (
+              motcua_dlq_published_total{ {{- $sel }}} > 0
               unless
-              sum by (topic) (motcua_dlq_published_total{ {{- $sel }}} offset {{ $a.deadLetterWindow }})
+              motcua_dlq_published_total{ {{- $sel }}} offset {{ $a.deadLetterWindow }}
             )
           labels:
             severity: warning
@@ -128,15 +130,15 @@ spec:
             description: "{{ "{{" }} $value {{ "}}" }} records of {{ "{{" }} $labels.topic {{ "}}" }} were dead-lettered by {{ $svc }}; they wait in {{ "{{" }} $labels.topic {{ "}}" }}.dlq to be looked at and replayed."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dead-letter-queue-not-empty") | quote }}
         {{- if eq $svc "dossier" }}
-        {{- /* Same two branches as the DLQ alert: a reason's first refusal is a new series. */}}
+        {{- /* Same two branches as the DLQ alert: a replica's first refusal of a reason is a new series. */}}
         - alert: MotcuaDossierPaymentRefused
           expr: |
             sum by (reason) (increase(motcua_dossier_payments_refused_total{ {{- $sel }}}[1h])) > 0
             or
-            (
-              sum by (reason) (motcua_dossier_payments_refused_total{ {{- $sel }}}) > 0
+            sum by (reason) (
+              motcua_dossier_payments_refused_total{ {{- $sel }}} > 0
               unless
-              sum by (reason) (motcua_dossier_payments_refused_total{ {{- $sel }}} offset 1h)
+              motcua_dossier_payments_refused_total{ {{- $sel }}} offset 1h
             )
           labels:
             severity: critical
