@@ -127,7 +127,7 @@ spec:
             service: {{ $svc }}
           annotations:
             summary: "{{ $svc }}: records went to a dead-letter topic in the last {{ $a.deadLetterWindow }}"
-            description: "{{ "{{" }} $value {{ "}}" }} records of {{ "{{" }} $labels.topic {{ "}}" }} were dead-lettered by {{ $svc }}; they wait in {{ "{{" }} $labels.topic {{ "}}" }}.dlq to be looked at and replayed."
+            description: "{{ "{{" }} $value | printf `%.0f` {{ "}}" }} records of {{ "{{" }} $labels.topic {{ "}}" }} were dead-lettered by {{ $svc }}; they wait in {{ "{{" }} $labels.topic {{ "}}" }}.dlq to be looked at and replayed."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dead-letter-queue-not-empty") | quote }}
         {{- if eq $svc "dossier" }}
         {{- /* Same two branches as the DLQ alert: a replica's first refusal of a reason is a new series. */}}
@@ -145,7 +145,7 @@ spec:
             service: {{ $svc }}
           annotations:
             summary: "dossier: a payment success did not match its dossier's own fee request"
-            description: "{{ "{{" }} $value {{ "}}" }} payment successes were kept out of their dossiers in the last hour (reason {{ "{{" }} $labels.reason {{ "}}" }}): money was taken that no open fee request asked for. Each is in the audit log as vn.motcua.dossier.payment_refused.v1."
+            description: "{{ "{{" }} $value | printf `%.0f` {{ "}}" }} payment successes were kept out of their dossiers in the last hour (reason {{ "{{" }} $labels.reason {{ "}}" }}): money was taken that no open fee request asked for. Each is in the audit log as vn.motcua.dossier.payment_refused.v1."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dossier-payment-refused") | quote }}
         {{- end }}
         {{- if eq $svc "payment" }}
@@ -158,7 +158,7 @@ spec:
             service: {{ $svc }}
           annotations:
             summary: "payment: more than {{ $a.callbackRejections }} gateway callbacks rejected in 10 minutes"
-            description: "{{ "{{" }} $value {{ "}}" }} payment gateway callbacks (return URL or IPN) were rejected with reason {{ "{{" }} $labels.reason {{ "}}" }} in the last 10 minutes: forged or replayed callbacks, or a gateway secret that no longer matches."
+            description: "{{ "{{" }} $value | printf `%.0f` {{ "}}" }} payment gateway callbacks (return URL or IPN) were rejected with reason {{ "{{" }} $labels.reason {{ "}}" }} in the last 10 minutes: forged or replayed callbacks, or a gateway secret that no longer matches."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "payment-callback-rejections-spike") | quote }}
         {{- end }}
         {{- if eq $svc "audit" }}
