@@ -149,9 +149,17 @@ spec:
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dossier-payment-refused") | quote }}
         {{- end }}
         {{- if eq $svc "payment" }}
+        {{- /* The second branch: a series new in the window (a reason's first rejections, or a
+        restarted pod's) whose whole count is over the threshold; increase() cannot see it. */}}
         - alert: MotcuaPaymentCallbackRejectionsSpike
           expr: |
             sum by (reason) (increase(motcua_payment_callback_rejections_total{ {{- $sel }}}[10m])) > {{ $a.callbackRejections }}
+            or
+            sum by (reason) (
+              motcua_payment_callback_rejections_total{ {{- $sel }}}
+              unless
+              motcua_payment_callback_rejections_total{ {{- $sel }}} offset 10m
+            ) > {{ $a.callbackRejections }}
           for: 2m
           labels:
             severity: critical
