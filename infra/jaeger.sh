@@ -19,11 +19,7 @@ MODULE="$HERE/jaeger"
 die() { echo "jaeger.sh: error: $*" >&2; exit 1; }
 say() { echo "jaeger.sh: $*" >&2; }
 
-if [[ -n "${MOTCUA_CACHE:-}" ]]; then CACHE="$MOTCUA_CACHE"
-elif [[ -n "${MOTCUA_CACHE_DIR:-}" ]]; then CACHE="$MOTCUA_CACHE_DIR"
-else [[ -n "${HOME:-}" ]] || die "HOME is not set; set MOTCUA_CACHE"; CACHE="$HOME/.cache/motcua"
-fi
-case "$CACHE" in /*) ;; *) CACHE="$PWD/$CACHE" ;; esac
+source "$HERE/cache.sh"
 DIR="$CACHE/jaeger/$JAEGER_VERSION"
 BIN="$DIR/jaeger"
 

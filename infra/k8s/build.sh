@@ -23,11 +23,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 die() { echo "k8s/build.sh: error: $*" >&2; exit 1; }
 say() { echo "k8s/build.sh: $*" >&2; }
 
-if [[ -n "${MOTCUA_CACHE:-}" ]]; then CACHE="$MOTCUA_CACHE"
-elif [[ -n "${MOTCUA_CACHE_DIR:-}" ]]; then CACHE="$MOTCUA_CACHE_DIR"
-else [[ -n "${HOME:-}" ]] || die "HOME is not set; set MOTCUA_CACHE"; CACHE="$HOME/.cache/motcua"
-fi
-case "$CACHE" in /*) ;; *) CACHE="$PWD/$CACHE" ;; esac
+source "$HERE/../cache.sh"
 KUBE_DIR="$CACHE/k8s/$KUBE_VERSION"
 ETCD_DIR="$CACHE/k8s/etcd-$ETCD_VERSION"
 KWOK_DIR="$CACHE/k8s/kwok-$KWOK_VERSION"

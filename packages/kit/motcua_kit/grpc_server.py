@@ -147,11 +147,10 @@ class TracingInterceptor(_WrappingInterceptor):
                     attributes={"rpc.system": "grpc", "rpc.method": method},
                 ):
                     result = behaviour(request, context)
-                    code = context.code()
-                    # DEBUG, in the call's span: its trace id leads from the logs to the trace.
-                    log.debug(
-                        "handled %s", method, extra={"grpc_code": getattr(code, "name", "OK")}
-                    )
+                    if log.isEnabledFor(logging.DEBUG):
+                        # In the call's span: its trace id leads from the logs to the trace.
+                        code = getattr(context.code(), "name", "OK")
+                        log.debug("handled %s", method, extra={"grpc_code": code})
                     return result
             finally:
                 otel_context.detach(token)
