@@ -10,11 +10,17 @@
 #                              postmaster.pid)
 #   infra/postgres.sh status   exit 0 if running, 1 if not
 #   infra/postgres.sh url      print postgresql+psycopg://postgres@127.0.0.1:$PG_PORT
+#   infra/postgres.sh roles [svc ...]
+#                              run infra/postgres-roles.sql for each service (default
+#                              PG_ROLE_SERVICES): database motcua_<svc>, roles
+#                              motcua_<svc>_migrator (schema owner) and motcua_<svc>_app
+#                              (rows only); the server must be running
 #
 # Environment (defaults):
 #   PG_PORT=5433   PG_STATE_DIR=/tmp/motcua-pg-$PG_PORT
 #   PG_DATABASES="motcua_dossier motcua_audit motcua_notify motcua_payment"
 #   PG_BINDIR=<newest /usr/lib/postgresql/*/bin>
+#   PG_ROLE_SERVICES="dossier notify payment audit"
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -275,6 +281,19 @@ cmd_stop() {
   say "stopped (pid $pid, by signal)"
 }
 
+cmd_roles() {
+  BINDIR="$(find_bindir)" || die "no PostgreSQL server binaries; run '$0 start' first"
+  [[ -d "$PG_STATE_DIR" ]] && pg_running || die "not running on 127.0.0.1:$PG_PORT; run '$0 start' first"
+  local svc services=("$@")
+  ((${#services[@]})) || read -r -a services <<<"${PG_ROLE_SERVICES:-dossier notify payment audit}"
+  for svc in "${services[@]}"; do
+    [[ "$svc" =~ ^[a-z][a-z0-9_]*$ ]] || die "bad service name: '$svc'"
+    psql_q -v svc="$svc" -f "$SCRIPT_DIR/postgres-roles.sql" >/dev/null \
+      || die "infra/postgres-roles.sql failed for $svc"
+  done
+  say "roles ready for: ${services[*]} (motcua_<svc>_migrator owns the schema, motcua_<svc>_app reads and writes rows)"
+}
+
 cmd_status() {
   if BINDIR="$(find_bindir)" && [[ -d "$PG_STATE_DIR" ]] && pg_running; then
     say "running (pid $(postmaster_pid || echo '?')) on 127.0.0.1:$PG_PORT"
@@ -290,8 +309,9 @@ case "${1:-}" in
   stop)   cmd_stop ;;
   status) cmd_status ;;
   url)    echo "$URL" ;;
+  roles)  shift; cmd_roles "$@" ;;
   *)
-    echo "usage: $0 start|stop|status|url" >&2
+    echo "usage: $0 start|stop|status|url|roles [svc ...]" >&2
     exit 2
     ;;
 esac

@@ -88,6 +88,21 @@ Job runs before the ConfigMap exists on first install).
 {{- end }}
 {{- end -}}
 
+{{/*
+The migration role's URL (database.migrationSecret, the schema owner): for the migration Job
+only, never the Deployment, whose runtime role reads and writes rows but runs no DDL
+(docs/adr/0077-postgres-roles.md). `migrate` connects with it when set; unset, with DATABASE_URL.
+*/}}
+{{- define "motcua-lib.migrationSecretEnv" -}}
+{{- with .Values.database.migrationSecret }}
+- name: {{ include "motcua-lib.envPrefix" $ }}MIGRATION_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $.Values.database.migrationUrlKey | default "url" | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* Env as a list for a container whose ConfigMap may not exist yet (the migration hook). */}}
 {{- define "motcua-lib.inlineEnv" -}}
 {{- range $name, $value := (include "motcua-lib.configData" . | fromYaml) }}

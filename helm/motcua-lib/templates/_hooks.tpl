@@ -10,7 +10,9 @@ when empty) rather than the chart's ServiceAccount. A failed Job is kept for its
 attempt replaces it. Helm waits for each hook in turn, up to `--timeout` each (default 5m0s):
 migration.activeDeadlineSeconds (240) stays below it, so the Job fails by itself before Helm gives
 up and leaves it running (helm/README.md, "Install and upgrade"). With network policy on, the
-hook <release>-<svc>-migrate (weight 5) lets the Job reach DNS and PostgreSQL.
+hook <release>-<svc>-migrate (weight 5) lets the Job reach DNS and PostgreSQL. With
+database.migrationSecret the Job also gets MOTCUA_<SVC>_MIGRATION_DATABASE_URL, the schema
+owner's URL, and migrates with it; the Deployment never gets that Secret (motcua-lib.migrationSecretEnv).
 */}}
 {{- define "motcua-lib.migration-job" -}}
 {{- if .Values.migration.enabled -}}
@@ -55,6 +57,7 @@ spec:
           command: ["python", "-m", {{ include "motcua-lib.module" . | quote }}, "migrate"]
           env:
             {{- with include "motcua-lib.inlineEnv" . | trim }}{{ . | nindent 12 }}{{- end }}
+            {{- with include "motcua-lib.migrationSecretEnv" . | trim }}{{ . | nindent 12 }}{{- end }}
           resources:
             {{- toYaml ($m.resources | default .Values.resources) | nindent 12 }}
           securityContext:

@@ -70,6 +70,18 @@ requests <= limits for each resource given in both. Call with (dict "resources" 
 {{- if not (dig "database" "existingSecret" "" .Values) -}}
 {{- fail (printf "motcua %s: %s.database.existingSecret is required: the name of the Secret holding the database URL" $svc $at) -}}
 {{- end -}}
+{{- /* The migration role's Secret reaches the migration Job only (docs/adr/0077-postgres-roles.md). */ -}}
+{{- if and .Values.database.migrationSecret (not .Values.migration.enabled) -}}
+{{- fail (printf "motcua %s: %s.database.migrationSecret is set but %s.migration.enabled is false: the Deployment never gets the migration role, so it would migrate at start with the runtime role, which may not run DDL. Turn the migration Job on, or leave database.migrationSecret out" $svc $at $at) -}}
+{{- end -}}
+{{- if hasKey (.Values.secretEnv | default dict) "MIGRATION_DATABASE_URL" -}}
+{{- fail (printf "motcua %s: %s.secretEnv.MIGRATION_DATABASE_URL would give the Deployment the migration role: set %s.database.migrationSecret instead (the migration Job only)" $svc $at $at) -}}
+{{- end -}}
+{{- range .Values.extraEnv | default list -}}
+{{- if eq .name (printf "%sMIGRATION_DATABASE_URL" $p) -}}
+{{- fail (printf "motcua %s: %s.extraEnv %s would give the Deployment the migration role: set %s.database.migrationSecret instead (the migration Job only)" $svc $at .name $at) -}}
+{{- end -}}
+{{- end -}}
 {{- if and $s.tls.enabled (not $s.tls.existingSecret) -}}
 {{- fail (printf "motcua %s: TLS is on but neither %s.tls.existingSecret nor global.tls.existingSecret names the Secret with the certificate" $svc $at) -}}
 {{- end -}}

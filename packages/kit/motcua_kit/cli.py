@@ -33,7 +33,10 @@ def service_cli(service_cls: type[Service]) -> typer.Typer:
 
     @app.command()
     def migrate() -> None:
-        """Apply the database migrations (the Helm chart's pre-install/pre-upgrade Job)."""
+        """Apply the database migrations (the Helm chart's pre-install/pre-upgrade Job).
+
+        Connects with MOTCUA_<SVC>_MIGRATION_DATABASE_URL, the schema owner, when it is set.
+        """
         build().migrate()
         typer.echo("migrations applied")
 

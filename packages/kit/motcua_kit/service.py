@@ -223,7 +223,9 @@ class ServiceHost:
         return service
 
     def migrate(self) -> None:
-        migrate(self.settings.database_url, self.service_cls.migrations)
+        """Apply the migrations as the schema owner (``MIGRATION_DATABASE_URL`` when set)."""
+        s = self.settings
+        migrate(s.migration_database_url or s.database_url, self.service_cls.migrations)
 
     def start(self) -> None:
         s = self.settings

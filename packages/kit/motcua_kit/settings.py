@@ -20,6 +20,10 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "motcua"
     database_url: str = "sqlite:///.state/motcua.db"
+    # The schema owner's URL, used only by `migrate` (and `serve`'s migrate-first step); the
+    # runtime role of database_url may read and write rows but not run DDL (ADR 0077).
+    # Empty: migrations run on database_url (SQLite, a laptop).
+    migration_database_url: str = ""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
