@@ -16,6 +16,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,12 @@ def _require_http_url(url: str, what: str) -> None:
         raise ValueError(f"{what} must be an http(s) URL, got {url!r}")
 
 
+# A verified token is kept this long (never past its own exp), so a client's every call does
+# not pay the signature check again; only with a fixed key, since a JWKS key can be withdrawn.
+VERIFIED_CACHE_SECONDS = 60.0
+VERIFIED_CACHE_SIZE = 4096
+
+
 class TokenVerifier:
     """Verifies bearer tokens against the identity provider's public key (a file or a JWKS)."""
 
@@ -224,6 +231,9 @@ class TokenVerifier:
         self._jwks = jwks
         self._issuer = issuer
         self._audience = audience
+        self._clock: Callable[[], float] = time.time
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: Path, issuer: str, audience: str) -> TokenVerifier:
@@ -259,6 +269,28 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Decode and check signature, expiry, issuer, audience and roles."""
+        if self._jwks is not None:
+            return self._verify(token)
+        now = self._clock()
+        with self._verified_lock:
+            hit = self._verified.get(token)
+            if hit is not None:
+                if hit[0] > now:
+                    self._verified.move_to_end(token)
+                    return hit[1]
+                del self._verified[token]
+        principal = self._verify(token)
+        exp = principal.claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) else now
+        keep_until = min(now + VERIFIED_CACHE_SECONDS, expires)
+        if keep_until > now:
+            with self._verified_lock:
+                self._verified[token] = (keep_until, principal)
+                while len(self._verified) > VERIFIED_CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         key = self._key_for(token)
         try:
             claims = jwt.decode(

@@ -308,3 +308,18 @@ def test_the_jwks_settings_come_from_the_service_prefix(monkeypatch: pytest.Monk
         120.0,
         900.0,
     )
+
+
+def test_a_token_is_checked_again_on_every_call_when_its_key_can_be_withdrawn(
+    server: JwksServer, clock: Clock
+) -> None:
+    """The verified-token cache is for a fixed key only: a withdrawn JWKS key refuses at once."""
+    signer = Signer("2026-01")
+    server.publish(signer)
+    verifier = _verifier(server.url, clock)
+    token = signer.token("a")
+    assert verifier.verify(token).subject == "a"
+    server.publish(Signer("2026-02"))  # the provider withdraws the key (e.g. it leaked)
+    clock.advance(301)  # past the JWKS cache: the next call refetches
+    with pytest.raises(Unauthenticated):
+        verifier.verify(token)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -109,6 +110,22 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 
+def _next_sequence(dialect: Any) -> Any:
+    ins = dialect.insert(dossier_sequences)
+    return ins.on_conflict_do_update(
+        index_elements=["agency_code", "day"],
+        set_={"last_value": dossier_sequences.c.last_value + 1},
+    ).returning(dossier_sequences.c.last_value)
+
+
+# The intake path's statements, built once: building a SQLAlchemy construct per call costs more
+# CPU than its cached compilation saves (docs/benchmarks.md, intake profile).
+_NEXT_SEQUENCE = {True: _next_sequence(postgresql), False: _next_sequence(sqlite)}
+_BY_SCOPE = select(dossiers).where(dossiers.c.idempotency_scope == bindparam("scope"))
+_BY_CODE = select(dossiers).where(dossiers.c.code == bindparam("code"))
+_INSERT_DOSSIER = insert(dossiers)
+
+
 @dataclass(frozen=True)
 class DossierQuery:
     """Filters of ListDossiers after authorisation narrowed them."""
@@ -184,24 +201,16 @@ class DossierRepository:
 
     def next_sequence(self, session: Session, agency_code: str, day: date) -> int:
         """Atomically take the next number of the agency's day (an upsert; row-locked)."""
-        dialect = session.get_bind().dialect.name
-        ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(dossier_sequences)
-        stmt = (
-            ins.values(agency_code=agency_code, day=day, last_value=1)
-            .on_conflict_do_update(
-                index_elements=["agency_code", "day"],
-                set_={"last_value": dossier_sequences.c.last_value + 1},
-            )
-            .returning(dossier_sequences.c.last_value)
-        )
-        return int(session.execute(stmt).scalar_one())
+        stmt = _NEXT_SEQUENCE[session.get_bind().dialect.name == "postgresql"]
+        params = {"agency_code": agency_code, "day": day, "last_value": 1}
+        return int(session.execute(stmt, params).scalar_one())
 
     def by_idempotency_scope(self, session: Session, scope: str) -> Dossier | None:
-        row = session.execute(select(dossiers).where(dossiers.c.idempotency_scope == scope)).first()
+        row = session.execute(_BY_SCOPE, {"scope": scope}).first()
         return self._to_domain(row._mapping) if row else None
 
     def get(self, session: Session, code: str) -> Dossier | None:
-        row = session.execute(select(dossiers).where(dossiers.c.code == code)).first()
+        row = session.execute(_BY_CODE, {"code": code}).first()
         return self._to_domain(row._mapping) if row else None
 
     def get_many(self, session: Session, codes: Sequence[str]) -> dict[str, Dossier]:
@@ -220,7 +229,8 @@ class DossierRepository:
     def add(self, session: Session, dossier: Dossier, idempotency_scope: str) -> None:
         a = dossier.applicant
         session.execute(
-            insert(dossiers).values(
+            _INSERT_DOSSIER,
+            dict(
                 code=dossier.code,
                 agency_code=dossier.agency_code,
                 procedure_code=dossier.procedure_code,
@@ -238,7 +248,7 @@ class DossierRepository:
                 idempotency_scope=idempotency_scope,
                 request_fingerprint=dossier.idempotency_fingerprint,
                 **self._mutable(dossier),
-            )
+            ),
         )
 
     @staticmethod
