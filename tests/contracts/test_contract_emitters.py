@@ -1,9 +1,11 @@
-"""The catalogue lists every CloudEvents type any service emits: the emitters are scanned in
-the services' code, and a deliberately undocumented type makes the check fail."""
+"""The catalogue lists every CloudEvents type any service emits: the emitters are read off the
+services' events modules, a deliberately undocumented type makes the check fail, and no service
+spells a topic or type name past the generated constants (ADR 0078)."""
 
 from __future__ import annotations
 
-import sys
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from motcua_notify import events as notify_events
 from motcua_payment import events as payment_events
 from tools.eventdocs import __main__ as cli
 from tools.eventdocs.conformance import CatalogueContract
-from tools.eventdocs.emitters import ServiceCode, scan, scan_all, undocumented, unemitted
+from tools.eventdocs.emitters import scan_all, undocumented, unemitted
 from tools.eventdocs.outputs import HTML, MARKDOWN
 from tools.eventdocs.render import anchor
 
@@ -80,43 +82,55 @@ def test_a_documented_type_nobody_emits_fails_the_check(monkeypatch: pytest.Monk
     ]
 
 
-FIXTURE_SERVICE = """
-from typing import ClassVar
-
-from motcua_kit.envelope import Event
-from motcua_kit.service import Service
-
-
-class FixtureService(Service):
-    name = "fixture"
-    publishes: ClassVar[tuple[str, ...]] = ("motcua.fixture.v1",)
-
-    def emit(self, message):
-        return Event.new(
-            source="/motcua/fixture", type="vn.motcua.fixture.teleported.v1",
-            subject="A-260302-0001", message=message,
-        )
-"""
+# A topic (motcua.<system>.v<N>, and its .dlq), a CloudEvents type or a ce_source, in a string.
+_NAME = re.compile(
+    r"^(vn\.motcua\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[1-9][0-9]*"
+    r"|motcua\.[a-z][a-z0-9_]*\.v[1-9][0-9]*(\.dlq)?"
+    r"|/motcua/[a-z][a-z0-9_/]*)$"
+)
 
 
-def test_a_type_spelled_at_an_event_new_call_site_is_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    package = tmp_path / "fixture" / "motcua_fixture"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "service.py").write_text(FIXTURE_SERVICE)
-    monkeypatch.syspath_prepend(str(tmp_path / "fixture"))
-    try:
-        found = scan(ServiceCode("fixture", "motcua_fixture", package))
-        assert [(e.topic, e.type) for e in found] == [
-            ("motcua.fixture.v1", "vn.motcua.fixture.teleported.v1")
-        ]
-        assert found[0].where.endswith("motcua_fixture/service.py:14")
-        assert undocumented(found, REGISTRY) == [
-            "fixture publishes topic motcua.fixture.v1, which the registry "
-            "(contracts/topics.yaml) does not list"
-        ]
-    finally:
-        for name in [m for m in sys.modules if m.startswith("motcua_fixture")]:
-            del sys.modules[name]
+def spelled_names(root: Path) -> list[str]:
+    """file:line: literal, for every string literal under ``root`` that is a topic or type."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and _NAME.match(text):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {text!r}")
+    return found
+
+
+def test_no_service_spells_a_topic_or_a_type() -> None:
+    """Every name comes from the generated ``motcua.topics`` (ADR 0078)."""
+    assert spelled_names(SERVICES) == []
+
+
+def test_a_spelled_type_or_topic_is_found(tmp_path: Path) -> None:
+    (tmp_path / "service.py").write_text(
+        "from motcua_kit.envelope import Event\n"
+        "TOPIC = 'motcua.fixture.v1'\n"
+        "def emit(m):\n"
+        "    return Event.new(source='/motcua/fixture', type='vn.motcua.fixture.moved.v1',\n"
+        "                     subject='A-260302-0001', message=m)\n"
+        "SERVICE = 'motcua.fixture.v1.FixtureService'  # a gRPC name: not a topic\n"
+    )
+    assert spelled_names(tmp_path) == [
+        "service.py:2: 'motcua.fixture.v1'",
+        "service.py:4: '/motcua/fixture'",
+        "service.py:4: 'vn.motcua.fixture.moved.v1'",
+    ]
+
+
+def test_the_generated_constants_are_the_registrys_names() -> None:
+    from motcua import topics
+
+    names = {v for k, v in vars(topics).items() if k.isupper() and isinstance(v, str)}
+    for topic in REGISTRY.topics:
+        assert {topic.name, topic.dlq_name, topic.source} <= names
+        assert set(topic.types) <= names
+        assert getattr(topics, f"{topic.producer.upper()}_TYPES") == topic.types
+    assert {r.type for r in REGISTRY.records} <= names
+    assert topics.DOSSIER_PAYMENT_REQUESTED == "vn.motcua.dossier.payment_requested.v1"

@@ -1,16 +1,15 @@
-"""Which CloudEvents types the services emit, found in their code — to compare with the registry.
+"""Which CloudEvents types the services emit, read off their ``events`` modules.
 
 A service emits on the topics its ``Service.publishes`` names the types of its own prefix
-(``vn.motcua.<service>.``): those its ``events`` module holds (as constants, or inside dicts
-and tuples, however they are built), and any type spelled as a literal anywhere in its code —
-e.g. ``Event.new(type="vn.motcua.x.y.v1")`` written past the events module.
-A type found here and missing from the registry is undocumented: ``check`` and the contract
-tests fail on it.
+(``vn.motcua.<service>.``) that its ``events`` module holds (as constants, or inside dicts and
+tuples, however they are built). No service spells a type elsewhere: every name comes from the
+registry's generated constants (``motcua.topics``, ADR 0078), and a contract test fails on a
+topic or type literal anywhere under services/. A type found here and missing from the
+registry is undocumented: ``check`` and the contract tests fail on it.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import re
@@ -89,21 +88,6 @@ def published_topics(code: ServiceCode) -> tuple[str, ...]:
     return tuple(sorted(topics))
 
 
-def _literal_types(code: ServiceCode) -> Iterator[tuple[str, str]]:
-    """(type, file:line) of every string literal in the service's code that is a type name."""
-    for path in sorted(code.path.rglob("*.py")):
-        if _SKIP_DIRS & set(path.relative_to(code.path).parts):
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Constant)
-                and isinstance(node.value, str)
-                and _TYPE.match(node.value)
-            ):
-                yield node.value, f"{path}:{node.lineno}"
-
-
 def scan(code: ServiceCode) -> list[Emission]:
     """The types ``code`` can emit (none when it publishes no topic)."""
     topics = published_topics(code)
@@ -118,8 +102,6 @@ def scan(code: ServiceCode) -> list[Emission]:
             for text in _strings(value):
                 if _TYPE.match(text):
                     found.setdefault(text, f"{events.__name__}.{name}")
-    for text, where in _literal_types(code):
-        found.setdefault(text, where)
     out = []
     for event_type, where in sorted(found.items()):
         producer = _TYPE.match(event_type)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -315,6 +316,15 @@ class ServerTLS:
 
 
 Registration = Callable[[grpc.Server], None]
+
+
+def registration(
+    pb2: ModuleType, service: str, add: Callable[[Any, grpc.Server], None], servicer: object
+) -> tuple[str, Registration]:
+    """(full name, registration) of one gRPC service of a generated ``*_pb2`` module: the
+    name comes from the proto's descriptor (health and reflection announce it), not a string."""
+    full_name: str = pb2.DESCRIPTOR.services_by_name[service].full_name
+    return full_name, lambda server: add(servicer, server)
 
 
 class GrpcServer:

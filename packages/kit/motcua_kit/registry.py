@@ -89,15 +89,10 @@ class DeadLetterSpec(_Model):
     retention_days: int = Field(ge=1)
 
 
-class EventSpec(_Model):
-    """One CloudEvents type: the protobuf message its payload is, and who consumes it."""
+class _Typed(_Model):
+    """Something named by a CloudEvents type ``vn.motcua.<producer>.<name>.v<N>``."""
 
     type: str
-    message: str
-    summary: str = Field(min_length=1)
-    consumers: tuple[str, ...] = ()
-    example: dict[str, Any] = Field(default_factory=dict)
-    deprecated: str | None = None  # why, and what replaces it
 
     @field_validator("type")
     @classmethod
@@ -106,6 +101,35 @@ class EventSpec(_Model):
             raise ValueError(f"{value!r} is not vn.motcua.<producer>.<event>.v<N>")
         return value
 
+    def _part(self, part: str) -> str:
+        match = _TYPE.match(self.type)
+        assert match is not None
+        return match[part]
+
+    @property
+    def version(self) -> int:
+        """The ``N`` of ``.vN``: a change that breaks a consumer is a new version."""
+        return int(self._part("version"))
+
+    @property
+    def name(self) -> str:
+        """The event's short name, e.g. ``submitted`` for ``vn.motcua.dossier.submitted.v1``."""
+        return self._part("name")
+
+    @property
+    def producer(self) -> str:
+        return self._part("producer")
+
+
+class EventSpec(_Typed):
+    """One CloudEvents type: the protobuf message its payload is, and who consumes it."""
+
+    message: str
+    summary: str = Field(min_length=1)
+    consumers: tuple[str, ...] = ()
+    example: dict[str, Any] = Field(default_factory=dict)
+    deprecated: str | None = None  # why, and what replaces it
+
     @field_validator("message")
     @classmethod
     def _message_form(cls, value: str) -> str:
@@ -113,19 +137,15 @@ class EventSpec(_Model):
             raise ValueError(f"{value!r} is not a protobuf full name like motcua.x.v1.Message")
         return value
 
-    @property
-    def version(self) -> int:
-        """The ``N`` of ``.vN``: a change that breaks a consumer is a new version."""
-        match = _TYPE.match(self.type)
-        assert match is not None
-        return int(match["version"])
 
-    @property
-    def name(self) -> str:
-        """The event's short name, e.g. ``submitted`` for ``vn.motcua.dossier.submitted.v1``."""
-        match = _TYPE.match(self.type)
-        assert match is not None
-        return match["name"]
+class RecordSpec(_Typed):
+    """A CloudEvents type that is never published on a topic: a service writes it straight
+    into its own store (the audit log's RecordAccess entries). Listed so that its name, too,
+    comes from the registry's generated constants."""
+
+    recorder: str
+    source: str = Field(pattern=r"^/motcua/[a-z][a-z0-9_/]*$")
+    summary: str = Field(min_length=1)
 
 
 class TopicSpec(_Model):
@@ -229,6 +249,7 @@ class TopicRegistry(_Model):
     key: KeySpec
     systems: dict[str, System]
     topics: tuple[TopicSpec, ...]
+    records: tuple[RecordSpec, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -273,6 +294,17 @@ class TopicRegistry(_Model):
                     raise ValueError(
                         f"{topic.name}: consumer {consumer!r} is not listed under systems"
                     )
+        for record in self.records:
+            if record.type in types:
+                raise ValueError(f"{record.type} is listed on {types[record.type]} and records")
+            types[record.type] = "records"
+            recorder = self.systems.get(record.recorder)
+            if recorder is None or recorder.kind != "service":
+                raise ValueError(
+                    f"records: {record.type}: recorder {record.recorder!r} is not a service"
+                )
+            if record.producer != record.recorder:
+                raise ValueError(f"records: {record.type} is not of its recorder {record.recorder}")
         return self
 
     # -- lookups -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Topics the audit service consumes and the names it gives its own records: spelled once.
+"""Topics the audit service consumes and the names it gives its own records (``motcua.topics``).
 
 The audit log records every event of every motcua topic, known type or not. For the dossier
 topic, the types below must parse as their documented payload (protos/motcua/dossier/v1/
@@ -11,43 +11,42 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from motcua import topics as t
 from motcua.dossier.v1 import events_pb2 as dossier_events
 
-DOSSIER_TOPIC = "motcua.dossier.v1"
-PAYMENT_TOPIC = "motcua.payment.v1"
-NOTIFY_TOPIC = "motcua.notify.v1"
+DOSSIER_TOPIC = t.DOSSIER_TOPIC
+PAYMENT_TOPIC = t.PAYMENT_TOPIC
+NOTIFY_TOPIC = t.NOTIFY_TOPIC
 CONSUMED_TOPICS = (DOSSIER_TOPIC, PAYMENT_TOPIC, NOTIFY_TOPIC)
 
-_DOSSIER = "vn.motcua.dossier."
-DOSSIER_SUBMITTED = _DOSSIER + "submitted.v1"
-_DOSSIER_STATUS_CHANGES = (
-    "received",
-    "rejected",
-    "payment_requested",
-    "paid",
-    "processing_started",
-    "supplement_requested",
-    "supplemented",
-    "processed",
-    "result_returned",
-    "withdrawn",
-    "stopped",
-)
-_DOSSIER_DEADLINES = ("due_soon", "overdue")
+DOSSIER_SUBMITTED = t.DOSSIER_SUBMITTED
 
 DOSSIER_PAYLOADS: dict[str, type[Message]] = {
-    DOSSIER_SUBMITTED: dossier_events.DossierSubmitted,
-    **{
-        f"{_DOSSIER}{name}.v1": dossier_events.DossierStatusChanged
-        for name in _DOSSIER_STATUS_CHANGES
-    },
-    **{f"{_DOSSIER}{name}.v1": dossier_events.DossierDeadline for name in _DOSSIER_DEADLINES},
-    _DOSSIER + "payment_refused.v1": dossier_events.PaymentRefused,
+    t.DOSSIER_SUBMITTED: dossier_events.DossierSubmitted,
+    **dict.fromkeys(
+        (
+            t.DOSSIER_RECEIVED,
+            t.DOSSIER_REJECTED,
+            t.DOSSIER_PAYMENT_REQUESTED,
+            t.DOSSIER_PAID,
+            t.DOSSIER_PROCESSING_STARTED,
+            t.DOSSIER_SUPPLEMENT_REQUESTED,
+            t.DOSSIER_SUPPLEMENTED,
+            t.DOSSIER_PROCESSED,
+            t.DOSSIER_RESULT_RETURNED,
+            t.DOSSIER_WITHDRAWN,
+            t.DOSSIER_STOPPED,
+        ),
+        dossier_events.DossierStatusChanged,
+    ),
+    t.DOSSIER_DUE_SOON: dossier_events.DossierDeadline,
+    t.DOSSIER_OVERDUE: dossier_events.DossierDeadline,
+    t.DOSSIER_PAYMENT_REFUSED: dossier_events.PaymentRefused,
 }
 """Known dossier event types → the protobuf message their payload must parse as."""
 
 # Direct records made over gRPC (RecordAccess).
-ACCESS_TYPE = "vn.motcua.audit.access_recorded.v1"
-ACCESS_SOURCE_PREFIX = "/motcua/audit/access/"
+ACCESS_TYPE = t.AUDIT_ACCESS_RECORDED
+ACCESS_SOURCE_PREFIX = t.AUDIT_ACCESS_RECORDED_SOURCE
 """An access record's CloudEvents source is this prefix + the caller's token subject, so a
 record id is unique per caller (retries by one caller dedupe; two callers never collide)."""

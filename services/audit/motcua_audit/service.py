@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from motcua.audit.v1 import audit_pb2_grpc
+from motcua.audit.v1 import audit_pb2, audit_pb2_grpc
 from motcua.dossier.v1 import events_pb2 as dossier_events
 from motcua_audit import events
 from motcua_audit.adapters import db
@@ -64,7 +64,7 @@ from motcua_kit.consumer import Handler
 from motcua_kit.db import aware, on_commit, transaction
 from motcua_kit.envelope import Event
 from motcua_kit.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
-from motcua_kit.grpc_server import Registration
+from motcua_kit.grpc_server import Registration, registration
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,8 @@ class AuditService(Service):
         self.key_ring  # noqa: B018
         api = AuditApi(self)
         return [
-            (
-                "motcua.audit.v1.AuditService",
-                lambda server: audit_pb2_grpc.add_AuditServiceServicer_to_server(api, server),
+            registration(
+                audit_pb2, "AuditService", audit_pb2_grpc.add_AuditServiceServicer_to_server, api
             )
         ]
 

@@ -1,36 +1,38 @@
-"""The dossier service's topic and event type names: spelled once, used everywhere.
+"""The dossier service's topic and event type names, from the registry's generated constants.
 
 Payloads: ``SUBMITTED`` carries ``DossierSubmitted``; every action type carries
 ``DossierStatusChanged``; ``DUE_SOON`` and ``OVERDUE`` carry ``DossierDeadline``
-(protos/motcua/dossier/v1/events.proto).
+(protos/motcua/dossier/v1/events.proto). The names are contracts/topics.yaml's, generated into
+``motcua.topics`` by `make events` (ADR 0078): nothing here spells one.
 """
 
-TOPIC = "motcua.dossier.v1"
-SOURCE = "/motcua/dossier"
-_PREFIX = "vn.motcua.dossier."
+from motcua import topics as t
 
-SUBMITTED = _PREFIX + "submitted.v1"
-DUE_SOON = _PREFIX + "due_soon.v1"
-STATUS_CHANGED = _PREFIX + "status_changed.v1"  # an action of a custom workflow
-OVERDUE = _PREFIX + "overdue.v1"
-PAYMENT_REFUSED = _PREFIX + "payment_refused.v1"  # PaymentRefused: ADR 0022
+TOPIC = t.DOSSIER_TOPIC
+SOURCE = t.DOSSIER_SOURCE
+
+SUBMITTED = t.DOSSIER_SUBMITTED
+DUE_SOON = t.DOSSIER_DUE_SOON
+STATUS_CHANGED = t.DOSSIER_STATUS_CHANGED  # an action of a custom workflow
+OVERDUE = t.DOSSIER_OVERDUE
+PAYMENT_REFUSED = t.DOSSIER_PAYMENT_REFUSED  # PaymentRefused: ADR 0022
 
 # Workflow action → CloudEvents type of the DossierStatusChanged it emits.
 ACTION_EVENTS = {
-    "receive": _PREFIX + "received.v1",
-    "reject": _PREFIX + "rejected.v1",
-    "request_payment": _PREFIX + "payment_requested.v1",
-    "pay": _PREFIX + "paid.v1",
-    "process": _PREFIX + "processing_started.v1",
-    "request_supplement": _PREFIX + "supplement_requested.v1",
-    "supplement": _PREFIX + "supplemented.v1",
-    "approve": _PREFIX + "processed.v1",
-    "return_result": _PREFIX + "result_returned.v1",
-    "withdraw": _PREFIX + "withdrawn.v1",
-    "stop": _PREFIX + "stopped.v1",
+    "receive": t.DOSSIER_RECEIVED,
+    "reject": t.DOSSIER_REJECTED,
+    "request_payment": t.DOSSIER_PAYMENT_REQUESTED,
+    "pay": t.DOSSIER_PAID,
+    "process": t.DOSSIER_PROCESSING_STARTED,
+    "request_supplement": t.DOSSIER_SUPPLEMENT_REQUESTED,
+    "supplement": t.DOSSIER_SUPPLEMENTED,
+    "approve": t.DOSSIER_PROCESSED,
+    "return_result": t.DOSSIER_RESULT_RETURNED,
+    "withdraw": t.DOSSIER_WITHDRAWN,
+    "stop": t.DOSSIER_STOPPED,
 }
 
 # What the dossier service consumes from the payment service.
-PAYMENT_TOPIC = "motcua.payment.v1"
-PAYMENT_REQUESTED = "vn.motcua.payment.requested.v1"
-PAYMENT_SUCCEEDED = "vn.motcua.payment.succeeded.v1"
+PAYMENT_TOPIC = t.PAYMENT_TOPIC
+PAYMENT_REQUESTED = t.PAYMENT_REQUESTED
+PAYMENT_SUCCEEDED = t.PAYMENT_SUCCEEDED

@@ -60,7 +60,7 @@ from motcua_kit.errors import (
     NotFound,
     PermissionDenied,
 )
-from motcua_kit.grpc_server import Registration
+from motcua_kit.grpc_server import Registration, registration
 from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 
@@ -135,9 +135,11 @@ class DossierService(Service):
     def grpc_services(self) -> list[tuple[str, Registration]]:
         api = DossierApi(self)
         return [
-            (
-                "motcua.dossier.v1.DossierService",
-                lambda server: dossier_pb2_grpc.add_DossierServiceServicer_to_server(api, server),
+            registration(
+                dossier_pb2,
+                "DossierService",
+                dossier_pb2_grpc.add_DossierServiceServicer_to_server,
+                api,
             )
         ]
 

@@ -36,14 +36,14 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from motcua.dossier.v1 import events_pb2 as dossier_events
-from motcua.notify.v1 import events_pb2, notify_pb2_grpc
+from motcua.notify.v1 import events_pb2, notify_pb2, notify_pb2_grpc
 from motcua.payment.v1 import payment_pb2
 from motcua_kit.auth import Principal
 from motcua_kit.consumer import PermanentError
 from motcua_kit.db import transaction
 from motcua_kit.envelope import Event
 from motcua_kit.errors import InvalidArgument, NotFound, PermissionDenied
-from motcua_kit.grpc_server import Registration
+from motcua_kit.grpc_server import Registration, registration
 from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 from motcua_kit.text import citizen_id as valid_citizen_id
@@ -281,9 +281,11 @@ class NotifyService(Service):
     def grpc_services(self) -> list[tuple[str, Registration]]:
         api = NotifyApi(self)
         return [
-            (
-                "motcua.notify.v1.NotifyService",
-                lambda server: notify_pb2_grpc.add_NotifyServiceServicer_to_server(api, server),
+            registration(
+                notify_pb2,
+                "NotifyService",
+                notify_pb2_grpc.add_NotifyServiceServicer_to_server,
+                api,
             )
         ]
 

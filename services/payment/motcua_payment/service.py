@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from motcua.dossier.v1 import dossier_pb2
 from motcua.dossier.v1 import events_pb2 as dossier_events_pb2
-from motcua.payment.v1 import events_pb2, payment_pb2_grpc
+from motcua.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
 from motcua_kit.auth import Principal
 from motcua_kit.consumer import PermanentError
 from motcua_kit.db import on_commit, transaction
@@ -41,7 +41,7 @@ from motcua_kit.errors import (
     NotFound,
     Refusal,
 )
-from motcua_kit.grpc_server import Registration
+from motcua_kit.grpc_server import Registration, registration
 from motcua_kit.proto import timestamp
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 from motcua_kit.tracing import tracer
@@ -248,9 +248,11 @@ class PaymentService(Service):
     def grpc_services(self) -> list[tuple[str, Registration]]:
         api = PaymentApi(self)
         return [
-            (
-                "motcua.payment.v1.PaymentService",
-                lambda server: payment_pb2_grpc.add_PaymentServiceServicer_to_server(api, server),
+            registration(
+                payment_pb2,
+                "PaymentService",
+                payment_pb2_grpc.add_PaymentServiceServicer_to_server,
+                api,
             )
         ]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from motcua import topics
 from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2
 from motcua.dossier.v1 import events_pb2 as dossier_events_pb2
@@ -72,7 +73,7 @@ def dossier_event(
                 subject="officer-1", role=common_pb2.ROLE_OFFICER, agency_code=agency_code
             ),
         )
-    return Event.new(source="/motcua/dossier", type=event_type, subject=code, message=message)
+    return Event.new(source=topics.DOSSIER_SOURCE, type=event_type, subject=code, message=message)
 
 
 def payment_requested_event(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from motcua_notify import events
+from motcua import topics as t
 from motcua_notify.domain.notification import Contact, Occurrence, format_date
 
 # National dossier status codes → how a notice names them.
@@ -39,14 +39,27 @@ BASE_VARIABLES = frozenset(
 )
 _STATUS_CHANGE = BASE_VARIABLES | {"comment"}
 
+# The dossier's status changes a citizen is told of (DossierStatusChanged, one type per
+# workflow action); paying, starting work and supplementing are not news to them.
+DOSSIER_STATUS_CHANGES = (
+    t.DOSSIER_RECEIVED,
+    t.DOSSIER_REJECTED,
+    t.DOSSIER_SUPPLEMENT_REQUESTED,
+    t.DOSSIER_PAYMENT_REQUESTED,
+    t.DOSSIER_PROCESSED,
+    t.DOSSIER_RESULT_RETURNED,
+    t.DOSSIER_WITHDRAWN,
+    t.DOSSIER_STOPPED,
+)
+
 # Event type → the template variables its occurrences carry. The template catalogue is
 # checked against this at load: a template cannot use what its event does not bring.
 PROVIDED_VARIABLES: dict[str, frozenset[str]] = {
-    events.DOSSIER_SUBMITTED: BASE_VARIABLES,
-    **dict.fromkeys(events.DOSSIER_STATUS_CHANGES, _STATUS_CHANGE),
-    events.DOSSIER_OVERDUE: BASE_VARIABLES | {"due_date", "new_appointment_date", "days_late"},
-    events.PAYMENT_REQUESTED: BASE_VARIABLES | {"amount", "payment_link"},
-    events.PAYMENT_SUCCEEDED: BASE_VARIABLES | {"amount", "receipt_number"},
+    t.DOSSIER_SUBMITTED: BASE_VARIABLES,
+    **dict.fromkeys(DOSSIER_STATUS_CHANGES, _STATUS_CHANGE),
+    t.DOSSIER_OVERDUE: BASE_VARIABLES | {"due_date", "new_appointment_date", "days_late"},
+    t.PAYMENT_REQUESTED: BASE_VARIABLES | {"amount", "payment_link"},
+    t.PAYMENT_SUCCEEDED: BASE_VARIABLES | {"amount", "receipt_number"},
 }
 
 
