@@ -5,8 +5,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-$ROOT/packages/contracts}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
+# motcua/topics.py is `make events`' output (from contracts/topics.yaml, ADR 0078): kept.
+KEEP="$(mktemp)"
+trap 'rm -f "$KEEP"' EXIT
+[[ -f "$OUT/motcua/topics.py" ]] && cp "$OUT/motcua/topics.py" "$KEEP"
 rm -rf "$OUT/motcua"
 mkdir -p "$OUT/motcua"
+[[ -s "$KEEP" ]] && cp "$KEEP" "$OUT/motcua/topics.py"
 cd "$ROOT/protos"
 mapfile -t files < <(find motcua -name '*.proto' | LC_ALL=C sort)
 PATH="$(dirname "$PY"):$PATH" "$PY" -m grpc_tools.protoc -I . \
