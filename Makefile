@@ -13,10 +13,10 @@ BUF_VERSION ?= v1.75.0
 HELM_VERSION ?= v3.22.0
 PROMTOOL_VERSION ?= v0.316.0
 PYTEST_ARGS ?=
+GENERATORS ?=  # e.g. `make generate GENERATORS=events`: only these (tools/generate.py)
 
-.PHONY: help setup tools run test test-unit test-integration lint fmt protos protos-check \
-        buf-lint buf-breaking protos-baseline bench infra-up infra-down workflows workflows-check \
-        payment-states payment-states-check notify-states notify-states-check events events-check \
+.PHONY: help setup tools run test test-unit test-integration lint fmt generate check-generated \
+        buf-lint buf-breaking protos-baseline bench infra-up infra-down \
         helm-deps helm-check duplicates clean soak k8s-check
 
 help:
@@ -54,11 +54,11 @@ fmt: setup
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-protos: setup ## Regenerate Python code from protos/ into packages/contracts
-	bash scripts/gen_protos.sh
+generate: setup ## Rewrite every generated file (protos' code, event catalogue, state pages): tools/generate.py
+	$(PY) -m tools.generate $(GENERATORS)
 
-protos-check: setup ## Fail when the committed generated code is stale
-	bash scripts/check_protos.sh
+check-generated: setup ## Fail, naming each, when any generated file is stale (CI runs this once)
+	$(PY) -m tools.generate --check $(GENERATORS)
 
 buf-lint: tools
 	cd protos && $(BUF) lint
@@ -71,30 +71,6 @@ buf-breaking: tools ## Compatibility against the released baseline and the previ
 
 protos-baseline: tools ## Record the current protos as the released baseline (on release only)
 	cd protos && $(BUF) build -o buf.baseline.binpb
-
-workflows: setup ## Redraw docs/workflows.md from the workflow data
-	$(PY) -m motcua_dossier.tools.draw_workflows --output docs/workflows.md
-
-workflows-check: setup
-	$(PY) -m motcua_dossier.tools.draw_workflows --output docs/workflows.md --check
-
-payment-states: setup ## Redraw docs/payment-states.md from the payment state table
-	$(PY) -m motcua_payment.tools.draw_states --output docs/payment-states.md
-
-payment-states-check: setup
-	$(PY) -m motcua_payment.tools.draw_states --output docs/payment-states.md --check
-
-events: setup ## Regenerate docs/events/ and the kit's registry copy from contracts/topics.yaml + protos/
-	$(PY) -m tools.eventdocs generate
-
-events-check: setup ## Fail when docs/events/ or the registry copy is stale or an emitted type undocumented
-	$(PY) -m tools.eventdocs check
-
-notify-states: setup ## Redraw docs/notify.md (delivery states and notices) from the notify data
-	$(PY) -m motcua_notify.tools.draw_states --output docs/notify.md
-
-notify-states-check: setup
-	$(PY) -m motcua_notify.tools.draw_states --output docs/notify.md --check
 
 helm-deps: tools
 	bash helm/build-deps.sh

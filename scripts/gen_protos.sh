@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Regenerates the Python code in packages/contracts/motcua from protos/.
-# The output is committed (docs/adr/0003); `make protos-check` fails when it is stale.
+# The output is committed (docs/adr/0003); `make check-generated` fails when it is stale.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-$ROOT/packages/contracts}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
-# motcua/topics.py is `make events`' output (from contracts/topics.yaml, ADR 0078): kept.
+# motcua/topics.py is `make generate`' output (from contracts/topics.yaml, ADR 0078): kept.
 KEEP="$(mktemp)"
 trap 'rm -f "$KEEP"' EXIT
 [[ -f "$OUT/motcua/topics.py" ]] && cp "$OUT/motcua/topics.py" "$KEEP"

@@ -42,9 +42,9 @@ def _problems(sources: Sources) -> list[str]:
 
 
 def test_the_generated_files_are_current() -> None:
-    """What `make events-check` enforces in CI, also as a test."""
+    """What `make check-generated` enforces in CI, also as a test."""
     for path, text in render_outputs(build()).items():
-        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make events`"
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make generate`"
 
 
 def test_the_document_is_valid_asyncapi_3(contract: CatalogueContract) -> None:
@@ -163,7 +163,7 @@ def test_protos_ahead_of_the_generated_code_fail_the_build(protos_copy: Path) ->
         )
     )
     problems = _problems(Sources(protos=protos_copy))
-    assert any("DossierDeadline" in p and "make protos" in p for p in problems), problems
+    assert any("DossierDeadline" in p and "make generate" in p for p in problems), problems
 
 
 def test_the_check_command_fails_on_a_stale_output(
@@ -173,7 +173,7 @@ def test_the_check_command_fails_on_a_stale_output(
     stale.write_text("old\n")
     monkeypatch.setattr(cli, "render_outputs", lambda catalogue: {stale: "new\n"})
     assert cli.main(["check"]) == 1
-    assert "is stale: run `make events`" in capsys.readouterr().err
+    assert "is stale: run `make generate`" in capsys.readouterr().err
 
 
 def test_the_check_command_passes_on_the_repository(capsys: pytest.CaptureFixture[str]) -> None:

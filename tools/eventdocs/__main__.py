@@ -1,4 +1,4 @@
-"""``python -m tools.eventdocs generate|check``: the ``make events`` / ``events-check`` targets.
+"""``python -m tools.eventdocs generate|check``: the ``make generate`` / ``events-check`` targets.
 
 ``generate`` writes every output from the registry and the protos. ``check`` writes nothing: it
 fails when an output is stale, when the AsyncAPI document is invalid, or when a service emits
@@ -49,7 +49,7 @@ def check() -> int:
                 current.splitlines(), text.splitlines(), _relative(path), "generated", lineterm=""
             )
             excerpt = "\n".join(list(diff)[:20])
-            problems.append(f"{_relative(path)} is stale: run `make events`\n{excerpt}")
+            problems.append(f"{_relative(path)} is stale: run `make generate`\n{excerpt}")
     emissions = scan_all(ROOT / "services")
     problems += undocumented(emissions, catalogue.registry)
     problems += unemitted(emissions, catalogue.registry)

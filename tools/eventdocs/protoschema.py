@@ -256,7 +256,7 @@ class SchemaBuilder:
         if source is None or _shape(source) != _shape(generated):
             self.problems.append(
                 f"{descriptor.full_name}: the generated code in packages/contracts differs from "
-                f"{descriptor.file.name}; run `make protos`"
+                f"{descriptor.file.name}; run `make generate`"
             )
 
 

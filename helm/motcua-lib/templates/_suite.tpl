@@ -8,7 +8,7 @@ Strimzi KafkaTopic objects for the four event topics and their .dlq companions (
 most clusters manage topics outside the application's release). Kept on `helm uninstall`
 unless kafkaTopics.keepOnUninstall is false: deleting a KafkaTopic deletes its data.
 
-Names and retention come from the topic registry (topics.json, written by `make events` from
+Names and retention come from the topic registry (topics.json, written by `make generate` from
 contracts/topics.yaml). One value sets the partitions of the four event topics:
 global.kafka.topicPartitions; 0 takes the registry's count for global.environment. A .dlq
 topic has the registry's DLQ partitions. apiVersion: kafka.strimzi.io/v1 (Strimzi 0.49 and
@@ -30,7 +30,7 @@ only when it is served, as the monitoring objects do.
 {{- end -}}
 {{- $registry := .Files.Get "topics.json" | fromJson -}}
 {{- if not $registry.topics -}}
-{{- fail "motcua: topics.json (the topic registry, written by `make events`) is missing from the chart" -}}
+{{- fail "motcua: topics.json (the topic registry, written by `make generate`) is missing from the chart" -}}
 {{- end -}}
 {{- $env := .Values.global.environment | default "prod" -}}
 {{- $oneValue := dig "kafka" "topicPartitions" 0 .Values.global | int64 -}}

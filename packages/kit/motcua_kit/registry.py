@@ -1,9 +1,9 @@
 """The topic registry: every motcua topic, its key, partitions, retention, types and consumers.
 
-The single source is ``contracts/topics.yaml`` at the repository root. ``make events`` writes a
+The single source is ``contracts/topics.yaml`` at the repository root. ``make generate`` writes a
 JSON copy next to this module (``motcua_kit/topics.json``: JSON, so the kit needs no YAML
 parser) so that installed services and the subscriber kit read the same data without the
-repository; ``make events-check`` fails when the copy is stale. ``MOTCUA_TOPIC_REGISTRY`` points
+repository; ``make check-generated`` fails when the copy is stale. ``MOTCUA_TOPIC_REGISTRY`` points
 at another file, YAML or JSON (e.g. a ConfigMap mounted by the chart).
 
 Services use it for topic names and partition counts instead of repeating them::

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if the page is stale")
     args = parser.parse_args(argv)
     page = render_page(Catalogue.load(args.data))
-    return write_or_check(args.output, page, check=args.check, redraw="make workflows")
+    return write_or_check(args.output, page, check=args.check, redraw="make generate")
 
 
 if __name__ == "__main__":

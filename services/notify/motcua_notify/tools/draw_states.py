@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output is None:
         sys.stdout.write(page)
         return 0
-    return write_or_check(args.output, page, check=args.check, redraw="make notify-states")
+    return write_or_check(args.output, page, check=args.check, redraw="make generate")
 
 
 if __name__ == "__main__":
