@@ -1,4 +1,7 @@
-"""gRPC adapter: protobuf requests → domain calls → protobuf responses. No rules live here."""
+"""gRPC adapter: protobuf requests → domain calls → protobuf responses. No rules live here.
+
+Requests are parsed and validated here; responses are built by :mod:`.messages`.
+"""
 
 from __future__ import annotations
 
@@ -6,125 +9,31 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.message import Message
 
-from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
-from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
+from motcua_dossier.adapters.db import DossierQuery
+from motcua_dossier.adapters.messages import (
+    dossier_to_proto,
+    procedure_name_of,
+    procedure_to_proto,
+    statistics_response,
+)
 from motcua_dossier.domain.dossier import (
     Applicant,
     Document,
     DocumentInput,
     Dossier,
+    normalise_text,
     validate_comment,
     validate_submission,
 )
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument
-from motcua_kit.proto import timestamp
 
 if TYPE_CHECKING:
     from motcua_dossier.service import DossierService
 
-_ROLE = {
-    "citizen": common_pb2.ROLE_CITIZEN,
-    "officer": common_pb2.ROLE_OFFICER,
-    "admin": common_pb2.ROLE_ADMIN,
-    "service": common_pb2.ROLE_SERVICE,
-}
-
-
-def role_to_proto(role: str) -> common_pb2.Role.ValueType:
-    return _ROLE.get(role, common_pb2.ROLE_UNSPECIFIED)
-
-
-def dossier_to_proto(d: Dossier, procedure_name: str = "") -> dossier_pb2.Dossier:
-    """The one mapping from the domain dossier to its contract (API and events alike).
-
-    The dossier knows its procedure by code; the name is the catalogue's
-    (:func:`procedure_name_of`; events get it from :func:`fill_names`).
-    """
-    msg = dossier_pb2.Dossier(
-        code=d.code,
-        procedure_code=d.procedure_code,
-        procedure_name=procedure_name,
-        agency_code=d.agency_code,
-        applicant=dossier_pb2.Applicant(
-            full_name=d.applicant.full_name,
-            citizen_id=d.applicant.citizen_id,
-            phone=d.applicant.phone,
-            email=d.applicant.email,
-            address=d.applicant.address,
-        ),
-        documents=[
-            dossier_pb2.Document(
-                name=doc.name,
-                media_type=doc.media_type,
-                size_bytes=doc.size_bytes,
-                sha256=doc.sha256,
-                storage_uri=doc.storage_uri,
-            )
-            for doc in d.documents
-        ],
-        channel=int(d.channel),
-        status=int(d.status),
-        version=d.version,
-        submitted_at=timestamp(d.submitted_at),
-        appointment_date=d.appointment_date.isoformat(),
-        submitted_by=common_pb2.Actor(
-            subject=d.submitted_by.subject,
-            role=role_to_proto(d.submitted_by.role),
-            agency_code=d.submitted_by.agency_code,
-        ),
-    )
-    if d.fee_vnd is not None:
-        msg.fee_vnd = d.fee_vnd
-    if d.received_at is not None:
-        msg.received_at.CopyFrom(timestamp(d.received_at))
-    if d.completed_at is not None:
-        msg.completed_at.CopyFrom(timestamp(d.completed_at))
-    if d.original_appointment_date is not None:
-        msg.original_appointment_date = d.original_appointment_date.isoformat()
-    msg.overdue = d.overdue
-    return msg
-
-
-def procedure_name_of(catalogue: Catalogue, procedure_code: str) -> str:
-    """The procedure's name, or empty for a code the catalogue no longer has."""
-    try:
-        return catalogue.procedure(procedure_code).name
-    except UnknownProcedure:
-        return ""
-
-
-def fill_names(message: Message, catalogue: Catalogue) -> None:
-    """Fill in the names the catalogue has on the dossier an event carries: its procedure's,
-    which notices show beside the code ("Đăng ký khai sinh (HT-001)")."""
-    dossier = getattr(message, "dossier", None)
-    if isinstance(dossier, dossier_pb2.Dossier) and not dossier.procedure_name:
-        dossier.procedure_name = procedure_name_of(catalogue, dossier.procedure_code)
-
-
-_ONLINE = {"full": dossier_pb2.ONLINE_LEVEL_FULL, "partial": dossier_pb2.ONLINE_LEVEL_PARTIAL}
-
-
-def procedure_to_proto(p: Procedure, agency_name: str) -> dossier_pb2.Procedure:
-    msg = dossier_pb2.Procedure(
-        code=p.code,
-        name=p.name,
-        agency_code=p.agency_code,
-        agency_name=agency_name,
-        processing_days=p.processing_days,
-        required_documents=[
-            dossier_pb2.RequiredDocument(name=r.name, mandatory=r.mandatory)
-            for r in p.required_documents
-        ],
-        online_level=_ONLINE.get(p.online_level, dossier_pb2.ONLINE_LEVEL_UNSPECIFIED),
-        workflow_id=p.workflow_id,
-    )
-    if p.fee_vnd is not None:
-        msg.fee_vnd = p.fee_vnd
-    return msg
+MAX_PAGE = 100
 
 
 def _documents(docs: Iterable[dossier_pb2.Document]) -> tuple[Document, ...]:
@@ -170,7 +79,19 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
     def ListDossiers(
         self, request: dossier_pb2.ListDossiersRequest, context: grpc.ServicerContext
     ) -> dossier_pb2.ListDossiersResponse:
-        items, token = self._service.list_dossiers(current_principal(), request)
+        principal = current_principal()
+        if request.page_size < 0 or request.page_size > MAX_PAGE:
+            raise InvalidArgument("page_size", f"must be between 0 and {MAX_PAGE}")
+        query = DossierQuery(
+            applicant_citizen_id=request.applicant_citizen_id.strip(),
+            agency_code=request.agency_code.strip(),
+            status=int(request.status),
+            procedure_code=request.procedure_code.strip(),
+            applicant_name=normalise_text(request.applicant_name),
+            overdue_only=request.overdue_only,
+            page_size=request.page_size or 20,
+        )
+        items, token = self._service.list_dossiers(principal, query, request.page_token)
         return dossier_pb2.ListDossiersResponse(
             dossiers=[self._dossier(d) for d in items], next_page_token=token
         )
@@ -244,11 +165,4 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
             request.from_date,
             request.to_date,
         )
-        return dossier_pb2.GetStatisticsResponse(
-            received=stats.received,
-            early=stats.early,
-            on_time=stats.on_time,
-            late=stats.late,
-            in_progress=stats.in_progress,
-            on_time_ratio=stats.on_time_ratio,
-        )
+        return statistics_response(stats)

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from enum import IntEnum
 
 from motcua_kit import text
-from motcua_kit.errors import InvalidArgument
+from motcua_kit.errors import AlreadyExists, InvalidArgument
 from motcua_kit.text import normalise_text as normalise_text  # one rule, re-exported
 
 
@@ -226,3 +226,13 @@ class Dossier:
     paused_since: datetime | None = None
     due_soon_notified: bool = False
     overdue_notified: bool = False
+
+
+def check_replay(earlier: Dossier, fingerprint: str) -> None:
+    """A submission again under a key already used: the same body replays the dossier filed,
+    another body is refused (a key names one submission)."""
+    if earlier.idempotency_fingerprint != fingerprint:
+        raise AlreadyExists(
+            "idempotency_key was already used for a different submission "
+            f"(dossier {earlier.code}); use a new key for a new dossier"
+        )

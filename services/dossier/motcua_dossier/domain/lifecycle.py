@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Protocol
 
-from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status
+from motcua_dossier.domain.catalogue import Procedure
+from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status, Submission, dossier_code
 from motcua_dossier.domain.workflow import ActionNotAllowed, IllegalTransition, Workflow
-from motcua_kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from motcua_kit.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
 
 #: States in which the clock stops: the agency waits on the citizen.
 PAUSED = frozenset({Status.SUPPLEMENT_REQUESTED, Status.PAYMENT_REQUIRED})
@@ -46,6 +47,58 @@ class Transition:
     actor: Actor
     comment: str
     at: datetime
+
+
+def file_dossier(
+    submission: Submission,
+    procedure: Procedure,
+    *,
+    local_day: date,
+    sequence: int,
+    now: datetime,
+    appointment_date: date,
+    submitted_by: Actor,
+) -> Dossier:
+    """The new dossier a submission becomes: numbered in its agency's daily sequence, in state
+    NEW, at version 1, with the procedure's fee and the appointment the calendar gave."""
+    return Dossier(
+        code=dossier_code(procedure.agency_code, local_day, sequence),
+        procedure_code=procedure.code,
+        agency_code=procedure.agency_code,
+        applicant=submission.applicant,
+        documents=submission.documents,
+        channel=submission.channel,
+        status=Status.NEW,
+        version=1,
+        submitted_at=now,
+        appointment_date=appointment_date,
+        fee_vnd=procedure.fee_vnd,
+        submitted_by=submitted_by,
+        idempotency_fingerprint=submission.fingerprint(),
+    )
+
+
+def check_action_request(code: str, action: str, expected_version: int) -> None:
+    """An action request names the dossier and the action, and the version last read
+    (optimistic concurrency: no blind writes)."""
+    if not code:
+        raise InvalidArgument("code", "is required")
+    if not action:
+        raise InvalidArgument("action", "is required")
+    if expected_version <= 0:
+        raise InvalidArgument("expected_version", "is required (the version you last read)")
+
+
+def check_action_applies(dossier: Dossier, workflow: Workflow, action: str, expected: int) -> None:
+    """The action is one of the dossier's workflow, and the caller read its current version."""
+    if action not in {a.name for a in workflow.actions}:
+        known = ", ".join(a.name for a in workflow.actions)
+        raise InvalidArgument("action", f"unknown action {action!r}; known: {known}")
+    if dossier.version != expected:
+        raise Aborted(
+            f"dossier {dossier.code} is at version {dossier.version}, not {expected}; "
+            "re-read it and retry"
+        )
 
 
 def acting_role(roles: frozenset[str], workflow: Workflow, action: str) -> str:
