@@ -2,5 +2,5 @@
 
 Read top-down: ``service.py`` wires it (recording in the consumer, sending on a timer);
 ``domain/`` holds the rules (states, templates, pacing, planning); ``adapters/`` translate at
-the edges (database, inbound events, channels, receipts, gRPC); ``data/`` holds the templates.
+the edges (database, messages, channels, receipts, gRPC, wiring); ``data/`` holds the templates.
 """

@@ -1,1 +1,1 @@
-"""Adapters at the edges of notify: database, inbound events, channels, receipts, gRPC."""
+"""Adapters at notify's edges: database, protobuf messages, channels, receipts, gRPC, wiring."""

@@ -489,3 +489,26 @@ def after_receipt(
     if state is State.SENDING:
         return _temporary(notification, detail, policy, now, rng)
     return None
+
+
+def receipt_change(
+    notification: Notification,
+    *,
+    provider: str,
+    reference: str,
+    status: ReceiptStatus,
+    detail: str,
+    policy: RetryPolicy,
+    now: datetime,
+    rng: random.Random,
+) -> Change | None:
+    """The change a receipt from ``provider`` about attempt ``reference`` makes; None when it
+    changes nothing. A receipt from another provider than the one the message went to says
+    nothing about it; one about an earlier attempt counts only when it says delivered (the
+    message arrived after all), never to fail or retry the attempt now under way.
+    """
+    other_provider = notification.provider and notification.provider != provider
+    stale = bool(reference) and reference != notification.reference
+    if other_provider or (stale and status.value != State.DELIVERED.value):
+        return None
+    return after_receipt(notification, status, detail, policy, now, rng)

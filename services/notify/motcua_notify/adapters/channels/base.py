@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import httpx
@@ -12,15 +13,30 @@ from motcua_notify.domain.states import Channel
 from motcua_notify.metrics import PROVIDER_LATENCY
 
 
+class ProviderRouting(Protocol):
+    """How a channel with several providers picks one per attempt (SMS failover).
+
+    An idempotency reference means something only to the provider that saw it, so the claim
+    writes down where an attempt goes first (``provider_for``) and the channel reports each
+    switch before it makes it (``on_failover(notification, reference, next provider)``).
+    """
+
+    on_failover: Callable[[Notification, str, str], None] | None
+
+    def provider_for(self, interrupted: str = "") -> str: ...
+
+
 class ChannelAdapter(Protocol):
     """Sends one notification on one channel.
 
     ``reference`` is the attempt's idempotency reference: the same after a crash mid-send,
     new after a known failure. Adapters pass it to providers that support one, so a resend
-    of the same attempt is not delivered twice.
+    of the same attempt is not delivered twice. ``routing`` is declared by a channel that
+    picks among several providers per attempt, None by one with a single provider.
     """
 
     channel: Channel
+    routing: ProviderRouting | None
 
     def send(self, notification: Notification, reference: str) -> SendResult: ...
 

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import formatdate
 
-from motcua_notify.adapters.channels.base import Timer, short
+from motcua_notify.adapters.channels.base import ProviderRouting, Timer, short
 from motcua_notify.domain.notification import Notification, SendResult, Verdict
 from motcua_notify.domain.states import Channel
 
@@ -48,6 +48,7 @@ class SmtpEmail:
     """
 
     channel = Channel.EMAIL
+    routing: ProviderRouting | None = None  # one provider: nothing to pick
     provider = "smtp"
 
     def __init__(

@@ -25,7 +25,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from motcua_notify.adapters.channels.base import Timer, http_failure, international_phone, short
+from motcua_notify.adapters.channels.base import (
+    ProviderRouting,
+    Timer,
+    http_failure,
+    international_phone,
+    short,
+)
 from motcua_notify.domain.notification import Notification, SendResult, Verdict
 from motcua_notify.domain.states import Channel
 from motcua_notify.metrics import PROVIDER_FAILOVERS
@@ -104,7 +110,7 @@ class FailoverSms:
     attempt goes to is written down before the message is handed over (``provider_for`` at the
     claim, ``on_failover`` before each switch), and a resend of that attempt after a crash goes
     to that provider first: it answers with the message it already took instead of a second
-    SMS from another provider.
+    SMS from another provider. It is its own ``routing`` (``ProviderRouting``).
     """
 
     channel = Channel.SMS
@@ -121,6 +127,7 @@ class FailoverSms:
         self.cooldown = cooldown_seconds
         # (notification, reference, next provider): called before the message goes elsewhere
         self.on_failover = on_failover
+        self.routing: ProviderRouting | None = self  # it picks the provider of each attempt
         self._benched_until: dict[str, float] = {}
         self._lock = threading.Lock()
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import httpx
 
-from motcua_notify.adapters.channels.base import Timer, http_failure, short
+from motcua_notify.adapters.channels.base import ProviderRouting, Timer, http_failure, short
 from motcua_notify.domain.notification import Notification, SendResult, Verdict
 from motcua_notify.domain.states import Channel
 from motcua_notify.domain.subscriptions import SIGNATURE_HEADER, WebhookSubscription, sign
@@ -24,6 +24,7 @@ from motcua_notify.domain.subscriptions import SIGNATURE_HEADER, WebhookSubscrip
 
 class SignedWebhooks:
     channel = Channel.WEBHOOK
+    routing: ProviderRouting | None = None  # one provider: nothing to pick
 
     def __init__(self, subscriptions: Iterable[WebhookSubscription], timeout: float) -> None:
         self.subscriptions = {s.id: s for s in subscriptions}

@@ -18,7 +18,13 @@ from collections.abc import Iterable
 
 import httpx
 
-from motcua_notify.adapters.channels.base import Timer, http_failure, international_phone, short
+from motcua_notify.adapters.channels.base import (
+    ProviderRouting,
+    Timer,
+    http_failure,
+    international_phone,
+    short,
+)
 from motcua_notify.domain.notification import Notification, SendResult, Verdict
 from motcua_notify.domain.states import Channel
 
@@ -29,6 +35,7 @@ PERMANENT_ERRORS = frozenset({-108, -118, -119, -139})
 
 class ZaloApi:
     channel = Channel.ZALO
+    routing: ProviderRouting | None = None  # one provider: nothing to pick
     provider = "zalo"
 
     def __init__(
