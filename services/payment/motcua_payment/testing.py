@@ -21,8 +21,8 @@ from motcua.dossier.v1 import dossier_pb2
 from motcua.dossier.v1 import events_pb2 as dossier_events_pb2
 from motcua_kit.envelope import Event
 from motcua_payment import events
-from motcua_payment.gateways import signing
-from motcua_payment.gateways import vnpay_protocol as vp
+from motcua_payment.adapters.gateways import signing
+from motcua_payment.adapters.gateways import vnpay_protocol as vp
 from motcua_payment.sandbox.client import SandboxClient
 
 __all__ = ["SandboxClient", "dossier_event", "payment_requested_event", "signed_notification"]

@@ -8,7 +8,7 @@ import pytest
 
 from motcua.payment.v1 import payment_pb2
 from motcua_kit.errors import InvalidArgument
-from motcua_payment.adapters.grpc_api import payer_from_proto
+from motcua_payment.adapters.messages import payer_from_proto
 from motcua_payment.domain.payment import Payer, PaymentRequest, cancel_reason
 
 NAME, CID, PHONE = "Nguyễn Thị Thu Hà", "001203004567", "0905123456"

@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from motcua_payment.adapters.gateways import signing
+from motcua_payment.adapters.gateways.base import GatewayUnavailable
+from motcua_payment.adapters.gateways.vnpay import VnpayStyleGateway
 from motcua_payment.domain.callbacks import Outcome
 from motcua_payment.domain.payment import Actor, Payer, Payment, PaymentRequest, new_id
-from motcua_payment.gateways import signing
-from motcua_payment.gateways.base import GatewayUnavailable
-from motcua_payment.gateways.vnpay import VnpayStyleGateway
 from motcua_payment.sandbox import Merchant, SandboxGateway
 from motcua_payment.sandbox.client import SandboxClient
 

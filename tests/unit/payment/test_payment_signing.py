@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from motcua_payment.adapters.gateways import signing
+from motcua_payment.adapters.gateways import vnpay_protocol as vp
+from motcua_payment.adapters.gateways.vnpay import VnpayStyleGateway
 from motcua_payment.domain.callbacks import CallbackRejected, Outcome, RejectionReason
 from motcua_payment.domain.payment import Actor, Payer, Payment, PaymentRequest
-from motcua_payment.gateways import signing
-from motcua_payment.gateways import vnpay_protocol as vp
-from motcua_payment.gateways.vnpay import VnpayStyleGateway
 from motcua_payment.testing import signed_notification
 
 SECRET = b"S3CR3T-hash-secret-0123456789"

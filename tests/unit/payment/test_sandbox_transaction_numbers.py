@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from motcua_payment.gateways import signing
-from motcua_payment.gateways import vnpay_protocol as vp
+from motcua_payment.adapters.gateways import signing
+from motcua_payment.adapters.gateways import vnpay_protocol as vp
 from motcua_payment.sandbox import Merchant, SandboxGateway
 from motcua_payment.sandbox.client import SandboxClient
 

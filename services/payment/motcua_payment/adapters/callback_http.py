@@ -2,8 +2,9 @@
 notification) and ``GET /payment/<gateway>/return`` (the payer's browser coming back); and
 ``GET /p/<token>``, the short pay link an SMS carries (a redirect to the gateway's page).
 
-Only translation happens here; what a callback means is the service's business
-(:meth:`PaymentService.handle_notification`, :meth:`PaymentService.handle_return`).
+Only translation happens here — routing, reading the query string, the pages and redirects
+answered; what a callback means is the service's business
+(:mod:`motcua_payment.usecases.callbacks`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from opentelemetry import trace
 
+from motcua_payment.adapters.gateways.base import HttpAnswer
+from motcua_payment.domain.callbacks import CallbackRejected, RejectionReason
 from motcua_payment.domain.payment import Payment, format_vnd
 from motcua_payment.domain.states import PaymentState
-from motcua_payment.gateways.base import HttpAnswer
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("motcua.payment.callbacks")
@@ -29,6 +31,21 @@ CallbackHandler = Callable[[str, str, str], HttpAnswer]
 #: (pay link token, client address) → answer
 PayLinkHandler = Callable[[str, str], HttpAnswer]
 MAX_QUERY = 8 * 1024
+_MAX_QUERY_FIELDS = 64
+
+
+def query_pairs(query: str) -> list[tuple[str, str]]:
+    """A callback's query string as ordered pairs (repeats kept, for the gateway to refuse);
+    an unreadable one, or one with too many fields, is a MALFORMED callback."""
+    try:
+        return parse_qsl(
+            query,
+            keep_blank_values=True,
+            strict_parsing=bool(query),
+            max_num_fields=_MAX_QUERY_FIELDS,
+        )
+    except ValueError as exc:
+        raise CallbackRejected(RejectionReason.MALFORMED, f"unreadable query: {exc}") from None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -197,3 +214,13 @@ def refused_page() -> HttpAnswer:
 
 def redirect(url: str) -> HttpAnswer:
     return HttpAnswer(303, "text/plain", b"", headers=(("Location", url),))
+
+
+def portal_redirect(portal: str, payment: Payment) -> HttpAnswer:
+    """On to the portal's result page, told which payment and the state the service knows."""
+    query_string = urlencode({"payment_id": payment.id, "state": payment.state.value})
+    return redirect(f"{portal}{'&' if '?' in portal else '?'}{query_string}")
+
+
+def unknown_gateway() -> HttpAnswer:
+    return HttpAnswer(404, "text/plain", b"unknown gateway\n")

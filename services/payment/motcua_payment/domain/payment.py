@@ -21,6 +21,7 @@ from motcua_kit import text as text_rules
 from motcua_kit.errors import FailedPrecondition, InvalidArgument
 from motcua_kit.text import normalise_text as normalise_text  # one rule, re-exported
 from motcua_payment.domain.states import (
+    OPEN_STATES,
     PAYMENT_INITIAL,
     REFUND_INITIAL,
     PaymentState,
@@ -388,3 +389,36 @@ class Origin(Enum):
     GATEWAY_NOTIFICATION = "gateway_notification"
     RECONCILIATION = "reconciliation"
     EXPIRY = "expiry"
+
+
+def live_payment(payments: list[Payment]) -> Payment | None:
+    """The dossier's payment that still counts: open, or paid and not fully refunded."""
+    for p in reversed(payments):
+        if p.state in OPEN_STATES:
+            return p
+        if p.state is PaymentState.SUCCEEDED and p.refunded_vnd < p.amount_vnd:
+            return p
+    return None
+
+
+def check_no_live_payment(code: str, existing: list[Payment]) -> None:
+    """One open or paid payment per dossier: a second one would take the fee twice."""
+    live = live_payment(existing)
+    if live is not None and live.state in OPEN_STATES:
+        raise FailedPrecondition(
+            f"dossier {code} already has an open payment {live.id}; pay or cancel it first"
+        )
+    if live is not None:
+        number = live.receipt.number if live.receipt else "-"
+        raise FailedPrecondition(f"dossier {code} is already paid (receipt {number})")
+
+
+def event_scope(event_id: str) -> str:
+    """The idempotency scope of a payment a dossier event asked for: one per event."""
+    return f"event\x1f{event_id}"
+
+
+def refund_fingerprint(payment_id: str, amount_vnd: int, reason: str) -> str:
+    """SHA-256 of a refund call's normalised body: what "the same refund" means for a key."""
+    body = json.dumps([payment_id, amount_vnd, normalise_text(reason)], ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()

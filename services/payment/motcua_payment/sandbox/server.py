@@ -45,8 +45,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from motcua_payment.gateways import signing
-from motcua_payment.gateways import vnpay_protocol as vp
+from motcua_payment.adapters.gateways import signing
+from motcua_payment.adapters.gateways import vnpay_protocol as vp
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"[0-9]{1,18}")

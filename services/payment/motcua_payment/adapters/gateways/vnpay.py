@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 
+from motcua_payment.adapters.gateways import signing
+from motcua_payment.adapters.gateways import vnpay_protocol as vp
+from motcua_payment.adapters.gateways.base import GatewayUnavailable, HttpAnswer, RefundOutcome
 from motcua_payment.domain.callbacks import CallbackRejected, Notice, Outcome, RejectionReason
 from motcua_payment.domain.payment import CURRENCY, Payment, Refund
-from motcua_payment.gateways import signing
-from motcua_payment.gateways import vnpay_protocol as vp
-from motcua_payment.gateways.base import GatewayUnavailable, HttpAnswer, RefundOutcome
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"[0-9]{1,18}")
