@@ -8,7 +8,6 @@ first bad index and kind are printed), 2 unusable input (unreadable file, wrong 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from motcua_audit.domain.export_format import (
     proof_from_json,
     proof_to_json,
 )
+from motcua_audit.domain.merkle import leaf_hasher
 from motcua_audit.domain.tree_head import (
     SignedTreeHead,
     key_id_for,
@@ -135,7 +135,7 @@ def read_export(
             raise Unusable(f"export {path}: {exc}") from None
         leaves: list[bytes] = []
         chunks: list[RecordedHashes] = []
-        prefix = hashlib.sha256(b"\x00")
+        hash_leaf = leaf_hasher()
         enabled = header.entries >= PROGRESS_THRESHOLD if show_progress is None else show_progress
         with _progress(header.entries, enabled) as progress:
             task = progress.add_task("hashing entries", total=header.entries)
@@ -147,9 +147,7 @@ def read_export(
                 if isinstance(parsed, RecordedHashes):
                     chunks.append(parsed)
                     continue
-                h = prefix.copy()
-                h.update(parsed)
-                leaves.append(h.digest())
+                leaves.append(hash_leaf(parsed))
                 if len(leaves) % _BATCH == 0:
                     progress.update(task, completed=len(leaves))
     recorded = assemble_recorded(chunks) if chunks else None

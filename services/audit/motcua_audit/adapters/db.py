@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from motcua_audit.domain.entry import Entry
-from motcua_audit.domain.merkle import MerkleLog, NodeKey
+from motcua_audit.domain.merkle import MerkleLog, NodeKey, leaf_hash, leaf_hashes
 from motcua_audit.domain.tree_head import SignedTreeHead, TreeHead
 from motcua_kit.consumer import inbox_table
 
@@ -444,7 +444,7 @@ class AuditLogRepository:
         """Give entries the next indices: leaf and node hashes computed in memory from one
         frontier read, every new node written with one multi-row insert. The caller holds the
         lock (``lock``) in this transaction and writes the entry rows."""
-        leaves = [hashlib.sha256(b"\x00" + c).digest() for c in canonical]
+        leaves = leaf_hashes(canonical)
         return self.log(session).append_leaf_hashes(leaves), leaves
 
     def _append_rows(self, session: Session, rows: Sequence[dict[str, Any]]) -> list[StoredEntry]:
@@ -496,7 +496,7 @@ class AuditLogRepository:
             row["citizen_id"], row["salt"] = subject if subject is not None else (None, None)
             rows.append(row)
             data = row["entry"]
-            out.append(StagedEntry(data, hashlib.sha256(b"\x00" + data).digest(), fingerprint))
+            out.append(StagedEntry(data, leaf_hash(data), fingerprint))
         if not rows:
             return out
         if _is_postgresql(session):
@@ -596,7 +596,7 @@ class AuditLogRepository:
         if row is None:
             return None
         data = bytes(row.entry)
-        return StagedEntry(data, hashlib.sha256(b"\x00" + data).digest(), row.fingerprint)
+        return StagedEntry(data, leaf_hash(data), row.fingerprint)
 
     @staticmethod
     def staged_count(session: Session) -> int:

@@ -1,9 +1,7 @@
 """gRPC adapter: protobuf requests → use cases → protobuf responses. No rules live here.
 
-Who may call what: reading proofs, heads and public keys is open to every authenticated
-caller (they reveal hashes only); entry contents are for admins and services (any entry) and
-officers (their agency's dossier trails); recording an access is for officers, admins and
-services; signing a head on demand is for admins and services.
+Who may call what is :mod:`motcua_audit.domain.permissions`' (every call needs an
+authenticated caller); responses are built by :mod:`.messages`.
 """
 
 from __future__ import annotations
@@ -12,18 +10,19 @@ from datetime import UTC
 from typing import TYPE_CHECKING
 
 import grpc
-from cryptography.hazmat.primitives import serialization
 
 from motcua.audit.v1 import audit_pb2, audit_pb2_grpc
-from motcua.common.v1 import common_pb2
-from motcua_audit.adapters.db import StoredEntry
+from motcua_audit.adapters.messages import (
+    actor_from_proto,
+    entry_to_proto,
+    head_to_proto,
+    public_keys_to_proto,
+)
+from motcua_audit.domain import permissions
 from motcua_audit.domain.access import validate_access
-from motcua_audit.domain.entry import Actor, EntryKind, Role
 from motcua_audit.domain.merkle import HASH_SIZE
-from motcua_audit.domain.tree_head import SignedTreeHead, public_key_to_pem
 from motcua_kit.auth import current_principal
-from motcua_kit.errors import InvalidArgument, PermissionDenied
-from motcua_kit.proto import timestamp
+from motcua_kit.errors import InvalidArgument
 from motcua_kit.text import is_ascii_number
 
 if TYPE_CHECKING:
@@ -31,66 +30,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-
-_KIND = {EntryKind.EVENT: audit_pb2.ENTRY_KIND_EVENT, EntryKind.ACCESS: audit_pb2.ENTRY_KIND_ACCESS}
-_ROLE = {
-    Role.UNKNOWN: common_pb2.ROLE_UNSPECIFIED,
-    Role.CITIZEN: common_pb2.ROLE_CITIZEN,
-    Role.OFFICER: common_pb2.ROLE_OFFICER,
-    Role.ADMIN: common_pb2.ROLE_ADMIN,
-    Role.SERVICE: common_pb2.ROLE_SERVICE,
-}
-
-
-def head_to_proto(signed: SignedTreeHead) -> audit_pb2.SignedTreeHead:
-    h = signed.head
-    return audit_pb2.SignedTreeHead(
-        tree_size=h.size,
-        root_hash=h.root_hash,
-        timestamp_ms=h.timestamp_ms,
-        key_id=h.key_id,
-        signature=signed.signature,
-    )
-
-
-def entry_to_proto(
-    stored: StoredEntry, proof: audit_pb2.InclusionProof | None = None
-) -> audit_pb2.AuditEntry:
-    """Every field from the canonical bytes (the source of truth), plus the bytes themselves."""
-    e = stored.entry
-    return audit_pb2.AuditEntry(
-        index=stored.index,
-        event_id=e.event_id,
-        event_type=e.event_type,
-        event_source=e.event_source,
-        event_time=timestamp(e.event_time),
-        dossier_code=e.dossier_code,
-        payload_sha256=e.payload_sha256.hex(),
-        recorded_at=timestamp(e.recorded_at),
-        topic=e.topic,
-        kind=_KIND[e.kind],
-        actor=common_pb2.Actor(
-            subject=e.actor.subject, role=_ROLE[e.actor.role], agency_code=e.actor.agency_code
-        ),
-        canonical_entry=stored.canonical,
-        leaf_hash=stored.leaf_hash,
-        purpose=e.purpose,
-        resource=e.resource,
-        citizen_ref=e.citizen_ref,
-        event_subject=e.event_subject,
-        inclusion_proof=proof,
-    )
-
-
-_ROLE_OF = {v: k for k, v in _ROLE.items()}
-
-
-def role_from_proto(role: int) -> Role:
-    return _ROLE_OF.get(role, Role.UNKNOWN)
-
-
-def actor_from_proto(actor: common_pb2.Actor) -> Actor:
-    return Actor(actor.subject, role_from_proto(actor.role), actor.agency_code)
 
 
 class AuditApi(audit_pb2_grpc.AuditServiceServicer):
@@ -103,14 +42,11 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.GetDossierTrailRequest, context: grpc.ServicerContext
     ) -> audit_pb2.GetDossierTrailResponse:
         principal = current_principal()
-        principal.require_any("officer", "admin", "service")
+        permissions.require_recorder(principal)
         code = request.dossier_code.strip()
         if not code:
             raise InvalidArgument("dossier_code", "is required")
-        if not principal.has_any("admin", "service") and (
-            code.split("-", 1)[0] != principal.agency_code
-        ):
-            raise PermissionDenied("an officer reads only the trails of their own agency")
+        permissions.check_trail_agency(principal, code)
         trail, head = self._service.dossier_trail(code)
         size = head.head.size
         return audit_pb2.GetDossierTrailResponse(
@@ -130,7 +66,7 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.RecordAccessRequest, context: grpc.ServicerContext
     ) -> audit_pb2.RecordAccessResponse:
         principal = current_principal()
-        principal.require_any("officer", "admin", "service")
+        permissions.require_recorder(principal)
         record = validate_access(
             record_id=request.record_id,
             citizen_id=request.citizen_id,
@@ -161,7 +97,7 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
     def SignTreeHead(
         self, request: audit_pb2.SignTreeHeadRequest, context: grpc.ServicerContext
     ) -> audit_pb2.SignTreeHeadResponse:
-        current_principal().require_any("admin", "service")
+        permissions.require_operator(current_principal())
         return audit_pb2.SignTreeHeadResponse(
             tree_head=head_to_proto(self._service.sign_tree_head())
         )
@@ -205,7 +141,7 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
     def GetEntries(
         self, request: audit_pb2.GetEntriesRequest, context: grpc.ServicerContext
     ) -> audit_pb2.GetEntriesResponse:
-        current_principal().require_any("admin", "service")
+        permissions.require_operator(current_principal())
         if request.page_size < 0 or request.page_size > MAX_PAGE:
             raise InvalidArgument("page_size", f"must be in [0, {MAX_PAGE}] (0: {DEFAULT_PAGE})")
         if request.start_index < 0:
@@ -236,15 +172,5 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
     ) -> audit_pb2.GetPublicKeysResponse:
         current_principal()
         return audit_pb2.GetPublicKeysResponse(
-            keys=[
-                audit_pb2.PublicKey(
-                    key_id=k.key_id,
-                    raw=k.key.public_bytes(
-                        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-                    ),
-                    pem=public_key_to_pem(k.key).decode("ascii"),
-                    current=k.current,
-                )
-                for k in self._service.key_ring.published()
-            ]
+            keys=public_keys_to_proto(self._service.key_ring.published())
         )

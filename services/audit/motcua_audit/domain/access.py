@@ -11,11 +11,18 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from motcua_audit.domain.entry import Actor, Role
+from motcua_audit.domain.entry import (
+    EMPTY_PAYLOAD_SHA256,
+    Actor,
+    Entry,
+    EntryKind,
+    Role,
+    citizen_commitment,
+)
 from motcua_kit import text
-from motcua_kit.errors import InvalidArgument
+from motcua_kit.errors import AlreadyExists, InvalidArgument
 from motcua_kit.text import normalise_text
 
 RECORD_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -122,3 +129,44 @@ def acting_actor(
         raise InvalidArgument("on_behalf_of", "only a caller with the service role may set it")
     role = Role.ADMIN if "admin" in roles else Role.OFFICER
     return Actor(subject, role, agency_code if role is Role.OFFICER else "")
+
+
+def access_entry(
+    record: AccessRecord, actor: Actor, source: str, event_type: str, now: datetime, salt: bytes
+) -> tuple[Entry, tuple[str, bytes] | None]:
+    """The log entry of an access record, and the (citizen ID, salt) kept beside it.
+
+    The entry holds only a salted commitment to the citizen ID (``citizen_ref``), never the
+    ID itself, so the log can be published; the ID and salt stay in the database to answer
+    "whose accesses" and can be erased without touching the log.
+    """
+    subject = (record.citizen_id, salt) if record.citizen_id else None
+    event_time = record.accessed_at or now
+    if event_time.tzinfo is None:  # a naive time is UTC, as motcua stores it
+        event_time = event_time.replace(tzinfo=UTC)
+    entry = Entry(
+        kind=EntryKind.ACCESS,
+        event_id=record.record_id,
+        event_source=source,
+        event_type=event_type,
+        event_subject=record.dossier_code,
+        event_time=event_time,
+        topic="",
+        actor=actor,
+        dossier_code=record.dossier_code,
+        payload_sha256=EMPTY_PAYLOAD_SHA256,
+        recorded_at=now,
+        purpose=record.purpose,
+        resource=record.resource,
+        citizen_ref=citizen_commitment(record.citizen_id, salt) if record.citizen_id else b"",
+    )
+    return entry, subject
+
+
+def reused(record_id: str, index: int | None) -> AlreadyExists:
+    """The refusal of a record id sent again with other content (an id names one record)."""
+    where = f" (entry {index})" if index is not None else " (not sequenced yet)"
+    return AlreadyExists(
+        f"record_id {record_id!r} was already used for a different record{where}; "
+        "use a new id for a new record"
+    )

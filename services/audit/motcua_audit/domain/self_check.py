@@ -10,13 +10,15 @@ every stored node has been recomputed once. Pure: the adapter reads the rows thi
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from motcua_audit.domain.merkle import NodeKey, node_hash
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from motcua_audit.domain.merkle import MerkleLog, NodeKey, leaf_hash, node_hash, verify_consistency
+from motcua_audit.domain.tree_head import SignedTreeHead, verify_tree_head
 
 BLOCK_LEVEL = 10
 BLOCK = 1 << BLOCK_LEVEL
@@ -87,7 +89,7 @@ def check_block(
     level_hashes: list[bytes | None] = []
     for offset, (data, column) in enumerate(zip(canonical, leaf_column, strict=True)):
         index = plan.start + offset
-        leaf = hashlib.sha256(b"\x00" + data).digest()
+        leaf = leaf_hash(data)
         node = stored.get((0, index))
         if node is None:
             findings.append(Finding(Check.MISSING_NODE, index, f"leaf node {index} is missing"))
@@ -145,3 +147,53 @@ def next_block(start: int, log_size: int) -> int:
     """Where the next round starts: the next block, or 0 after the last one."""
     following = start + BLOCK
     return following if following < log_size else 0
+
+
+def check_head(
+    latest: SignedTreeHead,
+    public_keys: Mapping[str, Ed25519PublicKey],
+    merkle: MerkleLog,
+    previous: SignedTreeHead | None,
+) -> list[Finding]:
+    """Findings for the latest stored head: its signature, its root against the stored nodes,
+    and that it extends ``previous`` (the head verified last time) rather than rolling back."""
+    if not verify_tree_head(latest, public_keys):
+        return [
+            Finding(
+                Check.TREE_HEAD_SIGNATURE,
+                None,
+                f"the stored head of size {latest.head.size} does not verify",
+            )
+        ]
+    size = latest.head.size
+    if size > merkle.size() or not hmac.compare_digest(merkle.root(size), latest.head.root_hash):
+        return [
+            Finding(
+                Check.TREE_HEAD_ROOT,
+                None,
+                f"the stored nodes do not give the signed root of size {size}",
+            )
+        ]
+    if previous is not None and previous.head.size > size:
+        return [
+            Finding(
+                Check.CONSISTENCY,
+                None,
+                f"the latest head has size {size}, below the size "
+                f"{previous.head.size} verified before: the log was rolled back",
+            )
+        ]
+    if previous is not None:
+        proof = merkle.consistency_proof(previous.head.size, size)
+        if not verify_consistency(
+            previous.head.size, size, previous.head.root_hash, latest.head.root_hash, proof
+        ):
+            return [
+                Finding(
+                    Check.CONSISTENCY,
+                    None,
+                    f"the head of size {size} does not extend the one of size "
+                    f"{previous.head.size} verified before",
+                )
+            ]
+    return []

@@ -26,7 +26,6 @@ ambiguity (real entries carry unique ids and timestamps).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from motcua_audit.domain.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
+    leaf_hashes,
+    node_hash,
     verify_consistency,
 )
 from motcua_audit.domain.tree_head import SignedTreeHead, TreeHead, verify_tree_head
@@ -46,7 +47,6 @@ __all__ = [
     "LogExport",
     "Problem",
     "VerificationReport",
-    "leaf_hashes_of",
     "locate_damage",
     "verify_consistency_between",
     "verify_export",
@@ -351,19 +351,6 @@ def _explain(
 # --------------------------------------------------------------------------------------
 
 
-def leaf_hashes_of(entries: Iterable[bytes]) -> list[bytes]:
-    """RFC 6962 leaf hashes of raw entries (``merkle.leaf_hash`` without per-call checks)."""
-    # Copying a hash primed with the 0x00 prefix is about twice as fast as hashing
-    # b"\x00" + entry afresh (no concatenation, no new digest context per entry).
-    prefix = hashlib.sha256(b"\x00")
-    out = []
-    for e in entries:
-        h = prefix.copy()
-        h.update(e)
-        out.append(h.digest())
-    return out
-
-
 class _Levels:
     """Every perfect subtree hash over a leaf sequence, level by level: MTH of any prefix.
 
@@ -372,16 +359,10 @@ class _Levels:
     """
 
     def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
-        sha256 = hashlib.sha256
         levels = [list(leaf_hashes)]
         while len(levels[-1]) > 1:
             below = levels[-1]
-            levels.append(
-                [
-                    sha256(b"\x01" + below[i] + below[i + 1]).digest()
-                    for i in range(0, len(below) - 1, 2)
-                ]
-            )
+            levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
         self._levels = levels
 
     def size(self) -> int:
@@ -399,7 +380,7 @@ class _Levels:
                 pos += 1 << level
         acc = parts[-1]
         for h in reversed(parts[:-1]):
-            acc = hashlib.sha256(b"\x01" + h + acc).digest()
+            acc = node_hash(h, acc)
         return acc
 
 
@@ -513,7 +494,7 @@ def verify_export(
     exactly the leaves of the export's head, and every checkpoint is a prefix of them.
     """
     return verify_leaf_hashes(
-        leaf_hashes_of(export.entries),
+        leaf_hashes(export.entries),
         export.head,
         public_keys,
         recorded_leaf_hashes=export.recorded_leaf_hashes,

@@ -8,7 +8,6 @@ Revision ID: 0002
 Revises: 0001
 """
 
-import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from motcua_audit.domain.entry import Actor, Entry, EntryKind, Role
-from motcua_audit.domain.merkle import MemoryNodeStore, MerkleLog
+from motcua_audit.domain.merkle import MemoryNodeStore, MerkleLog, leaf_hash
 
 revision = "0002"
 down_revision = "0001"
@@ -131,7 +130,7 @@ def _backfill() -> None:
             recorded_at=_aware(row.recorded_at),
         )
         data = entry.encode()
-        leaf = hashlib.sha256(b"\x00" + data).digest()
+        leaf = leaf_hash(data)
         log.append_leaf_hashes([leaf])
         conn.execute(
             entries.update().where(entries.c.idx == row.idx).values(entry=data, leaf_hash=leaf)
