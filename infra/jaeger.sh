@@ -7,8 +7,7 @@
 #   infra/jaeger.sh path    print the binary's path (exit 1 if it is not built)
 #
 # CACHE is MOTCUA_CACHE, else MOTCUA_CACHE_DIR (infra/kafka.sh's), else $HOME/.cache/motcua.
-# The build runs under `nice -n 19` into a temporary file renamed when complete (an interrupted
-# build never counts as built), one at a time (flock); its wall time is kept as jaeger.time.
+# The build is infra/gobuild.sh's: niced, one at a time, never half-built (jaeger.time: wall).
 set -euo pipefail
 
 JAEGER_VERSION=v1.75.0   # github.com/jaegertracing/jaeger: its v1.x tags are the v2 binary
@@ -20,33 +19,16 @@ die() { echo "jaeger.sh: error: $*" >&2; exit 1; }
 say() { echo "jaeger.sh: $*" >&2; }
 
 source "$HERE/cache.sh"
+source "$HERE/gobuild.sh"
 DIR="$CACHE/jaeger/$JAEGER_VERSION"
 BIN="$DIR/jaeger"
 
 cmd_fetch() {
   [[ -x "$BIN" ]] && return 0
-  command -v go >/dev/null || die "go not found on PATH (needed to build Jaeger $JAEGER_VERSION)"
   grep -Eq "^[[:space:]]*github.com/jaegertracing/jaeger $JAEGER_VERSION( |$)" "$MODULE/go.mod" \
     || die "infra/jaeger/go.mod does not require github.com/jaegertracing/jaeger $JAEGER_VERSION"
-  mkdir -p "$DIR"
-  exec 8>"$DIR/.build.lock"
-  flock -w 1800 8 || die "timed out waiting for another build into $DIR"
-  if [[ -x "$BIN" ]]; then exec 8>&-; return 0; fi
-  say "building Jaeger $JAEGER_VERSION into $BIN (nice -n 19; takes minutes) ..."
-  local tmp t0=$SECONDS
-  tmp="$(mktemp "$DIR/jaeger.tmp.XXXXXX")"
   # -mod=readonly: the committed go.mod/go.sum are what is built, never rewritten.
-  if ! (cd "$MODULE" && GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" \
-        nice -n 19 go build -trimpath -ldflags="-s -w" -o "$tmp" "$PACKAGE") >"$tmp.log" 2>&1; then
-    tail -n 40 "$tmp.log" >&2
-    rm -f "$tmp" "$tmp.log"
-    die "go build $PACKAGE@$JAEGER_VERSION failed (output above)"
-  fi
-  rm -f "$tmp.log"
-  mv "$tmp" "$BIN"
-  echo "go build $PACKAGE@$JAEGER_VERSION: $((SECONDS - t0))s wall" >"$DIR/jaeger.time"
-  say "built $BIN in $((SECONDS - t0))s"
-  exec 8>&-
+  cached_go_build "$BIN" "$MODULE" build -mod=readonly -trimpath -ldflags="-s -w" -o {} "$PACKAGE"
 }
 
 case "${1:-}" in

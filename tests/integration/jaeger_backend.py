@@ -9,23 +9,19 @@ HTTP query API, as the Jaeger UI does.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from harness import ROOT, StopWaiting, free_port, wait_for
+from go_backend import BUILD_TIMEOUT, GoBackend, script_binary
+from harness import ROOT
 
-JAEGER_SH = ROOT / "infra" / "jaeger.sh"
 CONFIG = ROOT / "infra" / "jaeger" / "config.yaml"
-BUILD_TIMEOUT = 1800.0
-"""Seconds ``infra/jaeger.sh fetch`` may take when it has to build (some 6.5 min on 2 cores)."""
+__all__ = ["BUILD_TIMEOUT", "Jaeger", "JaegerQuery", "Span", "is_built", "running_jaeger"]
 PORT_VARIABLES = (
     "JAEGER_OTLP_GRPC_PORT",
     "JAEGER_OTLP_HTTP_PORT",
@@ -38,22 +34,7 @@ SERVER, CLIENT, CONSUMER = 2, 3, 5  # OTLP SpanKind
 
 def is_built() -> bool:
     """Whether the cached binary is there (else the first start builds it)."""
-    done = subprocess.run(
-        ["bash", str(JAEGER_SH), "path"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    return done.returncode == 0
-
-
-def jaeger_binary() -> Path:
-    """The cached binary, built by ``infra/jaeger.sh fetch`` first if it is absent."""
-    done = subprocess.run(
-        ["bash", str(JAEGER_SH), "fetch"],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-        timeout=BUILD_TIMEOUT,
-    )
-    return Path(done.stdout.strip().splitlines()[-1])
+    return script_binary("jaeger.sh", build=False) is not None
 
 
 @dataclass(frozen=True)
@@ -134,17 +115,12 @@ class JaegerQuery:
         return spans
 
 
-@dataclass
-class Jaeger:
+class Jaeger(GoBackend):
     """One Jaeger all-in-one process; ``otlp_endpoint`` is what services export to."""
 
-    work_dir: Path
-    ports: dict[str, int] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.work_dir / "jaeger.log"
+    name = "jaeger"
+    script = "jaeger.sh"
+    port_names = PORT_VARIABLES
 
     @property
     def otlp_endpoint(self) -> str:
@@ -154,64 +130,18 @@ class Jaeger:
     def query(self) -> JaegerQuery:
         return JaegerQuery(f"http://127.0.0.1:{self.ports['JAEGER_QUERY_HTTP_PORT']}")
 
-    def start(self, timeout: float = 60.0, attempts: int = 3) -> Jaeger:
-        binary = jaeger_binary()
-        for attempt in range(1, attempts + 1):
-            # Free ports are only free when picked: another process may take one meanwhile.
-            self.ports = {name: free_port() for name in PORT_VARIABLES}
-            try:
-                self._start(binary, timeout)
-                return self
-            except AssertionError:
-                if attempt == attempts or "address already in use" not in self.log_tail():
-                    raise
-        raise AssertionError("unreachable")
+    def command(self, binary: Path) -> list[str]:
+        return [str(binary), f"--config=file:{CONFIG}"]
 
-    def _start(self, binary: Path, timeout: float) -> None:
-        env = {**os.environ, **{name: str(port) for name, port in self.ports.items()}}
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(binary), f"--config=file:{CONFIG}"],
-                env=env,
-                cwd=self.work_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+    def environment(self) -> dict[str, str]:
+        return {name: str(port) for name, port in self.ports.items()}
+
+    def ready(self) -> bool:
         health = f"http://127.0.0.1:{self.ports['JAEGER_HEALTH_PORT']}/status"
-
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise StopWaiting(f"jaeger exited with {self.proc.returncode}")
-            if httpx.get(health, timeout=1).status_code != httpx.codes.OK:
-                return False
-            self.query.services()  # the query API answers too
-            return True
-
-        try:
-            wait_for(ready, timeout, 0.1, "jaeger to be ready")
-        except (AssertionError, StopWaiting) as exc:
-            self.stop()
-            raise AssertionError(f"{exc}\n--- jaeger log ---\n{self.log_tail()}") from None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to its PID and wait; SIGKILL if it does not stop in time."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        if httpx.get(health, timeout=1).status_code != httpx.codes.OK:
+            return False
+        self.query.services()  # the query API answers too
+        return True
 
 
 @contextmanager
@@ -219,6 +149,7 @@ def running_jaeger(work_dir: Path) -> Iterator[Jaeger]:
     """A started Jaeger, stopped (by PID) on exit."""
     jaeger = Jaeger(work_dir)
     try:
-        yield jaeger.start()
+        jaeger.start()
+        yield jaeger
     finally:
         jaeger.stop()

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from dossier_client import CITIZEN_ID, document, submit_request
 from harness import Kafka, Postgres, header, read_topic, wait_for
+from monitoring_backend import dashboard_queries
 from motcua.dossier.v1 import dossier_pb2
 from motcua.payment.v1 import payment_pb2, payment_pb2_grpc
 from motcua_payment.sandbox.client import SandboxClient
@@ -223,11 +224,8 @@ def test_late_dossier_gets_the_apology_with_a_new_date(suite: Suite) -> None:
 
 def test_the_dashboard_uses_only_metrics_the_running_services_expose(suite: Suite) -> None:
     """Scrape every running service and compare with every metric the dashboard queries."""
-    import json
     import re
     from urllib.request import urlopen
-
-    from harness import ROOT
 
     exposed: set[str] = set()
     for proc in suite.services.values():
@@ -242,20 +240,7 @@ def test_the_dashboard_uses_only_metrics_the_running_services_expose(suite: Suit
                     "summary": ("_sum", "_count", "_created"),
                 }.get(kind, ())
                 exposed.update(name + s for s in suffixes)
-    dashboard = (ROOT / "helm/motcua/dashboards/motcua-overview.json").read_text()
-    exprs: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("expr"), str):
-                exprs.append(node["expr"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(dashboard))
+    exprs = dashboard_queries()
     referenced = {m for e in exprs for m in re.findall(r"\bmotcua_[a-z0-9_]+\b", e)}
     assert referenced, "the dashboard queries no motcua metric"
     assert referenced <= exposed, sorted(referenced - exposed)

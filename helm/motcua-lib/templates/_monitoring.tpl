@@ -75,7 +75,7 @@ spec:
             ) > {{ $a.grpcErrorRatio }}
             and
             sum(rate(motcua_grpc_requests_total{ {{- $sel }}}[5m])) > {{ $a.grpcMinRequestRate }}
-          for: 10m
+          for: {{ $a.pendingFor.grpcHighErrorRate }}
           labels:
             severity: critical
             service: {{ $svc }}
@@ -83,12 +83,22 @@ spec:
             summary: "{{ $svc }}: more than {{ mulf $a.grpcErrorRatio 100 }}% of gRPC calls fail with a server error"
             description: "{{ "{{" }} $value | humanizePercentage {{ "}}" }} of {{ $svc }} gRPC calls in {{ .Release.Namespace }} ended in a server-side error code over the last 5 minutes."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "grpc-high-error-rate") | quote }}
+        {{- /*
+        The lag as the service reports it, or, when the service cannot (it is down, or stuck
+        before its first poll), as the broker reports it for the service's consumer group: the
+        OpenTelemetry Collector's kafkametrics receiver (kafka_consumer_group_lag{group}; its
+        Prometheus exporter appends the unit suffix _ratio unless add_metric_suffixes is off) or
+        Strimzi's Kafka Exporter (kafka_consumergroup_lag{consumergroup}). `or` keeps the
+        service's own series where both exist.
+        */}}
+        {{- $group := include "motcua-lib.consumerGroup" . }}
+        {{- $lag := printf `sum by (topic) (max by (topic, partition) (motcua_consumer_lag{%s})) or sum by (topic) (max by (topic, partition) ({__name__=~"kafka_consumer_group_lag(_ratio)?", group=%q})) or sum by (topic) (max by (topic, partition) (kafka_consumergroup_lag{consumergroup=%q}))` $sel $group $group }}
         - alert: MotcuaConsumerLagGrowing
           expr: |
-            sum by (topic) (max by (topic, partition) (motcua_consumer_lag{ {{- $sel }}})) > {{ $a.consumerLagThreshold }}
+            ({{ $lag }}) > {{ $a.consumerLagThreshold }}
             and
-            deriv(sum by (topic) (max by (topic, partition) (motcua_consumer_lag{ {{- $sel }}}))[15m:1m]) > 0
-          for: 15m
+            deriv(({{ $lag }})[{{ $a.consumerLagWindow }}:]) > 0
+          for: {{ $a.pendingFor.consumerLagGrowing }}
           labels:
             severity: warning
             service: {{ $svc }}
@@ -99,7 +109,7 @@ spec:
         - alert: MotcuaOutboxStuck
           expr: |
             max(motcua_outbox_oldest_pending_seconds{ {{- $sel }}}) > {{ $a.outboxOldestPendingSeconds }}
-          for: 5m
+          for: {{ $a.pendingFor.outboxStuck }}
           labels:
             severity: critical
             service: {{ $svc }}
@@ -122,6 +132,9 @@ spec:
               unless
               motcua_dlq_published_total{ {{- $sel }}} offset {{ $a.deadLetterWindow }}
             )
+          {{- if ne $a.pendingFor.deadLetterQueueNotEmpty "0s" }}
+          for: {{ $a.pendingFor.deadLetterQueueNotEmpty }}
+          {{- end }}
           labels:
             severity: warning
             service: {{ $svc }}
@@ -140,6 +153,9 @@ spec:
               unless
               motcua_dossier_payments_refused_total{ {{- $sel }}} offset 1h
             )
+          {{- if ne $a.pendingFor.dossierPaymentRefused "0s" }}
+          for: {{ $a.pendingFor.dossierPaymentRefused }}
+          {{- end }}
           labels:
             severity: critical
             service: {{ $svc }}
@@ -160,7 +176,7 @@ spec:
               unless
               motcua_payment_callback_rejections_total{ {{- $sel }}} offset 10m
             ) > {{ $a.callbackRejections }}
-          for: 2m
+          for: {{ $a.pendingFor.paymentCallbackRejectionsSpike }}
           labels:
             severity: critical
             service: {{ $svc }}
@@ -175,7 +191,7 @@ spec:
             (time() - max(motcua_audit_tree_head_timestamp_seconds{ {{- $sel }}})) > {{ $a.treeHeadMaxAgeSeconds }}
             or
             absent(motcua_audit_tree_head_timestamp_seconds{ {{- $sel }}})
-          for: 10m
+          for: {{ $a.pendingFor.auditTreeHeadStale }}
           labels:
             severity: critical
             service: {{ $svc }}
@@ -186,6 +202,9 @@ spec:
         - alert: MotcuaAuditVerificationFailed
           expr: |
             sum(increase(motcua_audit_verification_failures_total{ {{- $sel }}}[10m])) > 0
+          {{- if ne $a.pendingFor.auditVerificationFailed "0s" }}
+          for: {{ $a.pendingFor.auditVerificationFailed }}
+          {{- end }}
           labels:
             severity: critical
             service: {{ $svc }}
