@@ -37,8 +37,8 @@ run: setup ## Kafka + the services on SQLite + a demo dossier; Ctrl-C stops ever
 test: setup tools ## Unit, integration (real Kafka + PostgreSQL) and chart tests
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-test-unit: setup ## Only the fast tests (no broker, no database server)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+test-unit: setup ## Every service's use cases and the domains, on SQLite in-process: no broker, no database server
+	$(PY) -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
 
 test-integration: setup tools ## Only the integration tests (real Kafka + PostgreSQL, started by the harness)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)

@@ -89,9 +89,13 @@ def token(signing_keys: tuple[bytes, Path]) -> Callable[..., str]:
     return make
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
-    """A factory of fresh database URLs, once on SQLite and once on PostgreSQL."""
+    """A factory of fresh database URLs, once on SQLite and once on PostgreSQL.
+
+    The PostgreSQL run is marked ``integration``: ``make test-unit`` (``-m "not integration"``)
+    runs a service's use cases on SQLite in-process only; ``make test`` runs both.
+    """
     if request.param == "sqlite":
         return lambda name: f"sqlite:///{tmp_path}/{name}.db"
     pg: Postgres = request.getfixturevalue("postgres")
