@@ -275,7 +275,11 @@ class NotifyService(Service):
         if self._receipts is None:
             s = self.settings
             server = ReceiptServer(
-                s.bind_host, s.receipts_port, self.receipt_secrets(), self.apply_receipt
+                s.bind_host,
+                s.receipts_port,
+                self.receipt_secrets(),
+                self.apply_receipt,
+                s.public_http_options(),
             )
             server.start()
             self._receipts = server

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from motcua_kit.public_http import PublicHttpSettings
 from motcua_kit.settings import ServiceSettings
 from motcua_notify.domain.pacing import QuietHours
 from motcua_notify.domain.retry import RetryPolicy
@@ -35,8 +36,13 @@ def _default_rate_limits() -> dict[Channel, RateLimit]:
     }
 
 
-class NotifySettings(ServiceSettings):
-    """Channels, providers, pacing and retries of the notify service."""
+class NotifySettings(ServiceSettings, PublicHttpSettings):
+    """Channels, providers, pacing and retries of the notify service.
+
+    The receipts endpoint's limits are the kit's ``PUBLIC_HTTP_*`` settings (ADR 0082): head
+    and body sizes (a receipt: 64 KiB), the request timeout, TLS, and the per-source rate
+    limit on ``/receipts/...``.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", env_prefix="MOTCUA_NOTIFY_")
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from motcua_kit.transitions import IllegalTransition
 from motcua_notify.domain.notification import (
     RECEIPT_WORDS,
     Notification,
-    Published,
     ReceiptStatus,
     SendResult,
     Verdict,
@@ -24,8 +24,8 @@ from motcua_notify.domain.states import (
     FINAL_STATES,
     TRANSITIONS,
     Channel,
-    IllegalTransition,
     Move,
+    Published,
     State,
     next_state,
 )
@@ -72,7 +72,7 @@ def test_the_states_are_exactly_gov_uk_notify_s() -> None:
 
 
 def test_final_states_have_no_way_out() -> None:
-    assert not [k for k in TRANSITIONS if k[0] in FINAL_STATES]
+    assert not [r for r in TRANSITIONS.rows if r.source in FINAL_STATES]
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,11 @@ from motcua_notify.domain.notification import (
     Contact,
     HistoryEntry,
     Notification,
-    Published,
     format_date,
     format_vnd,
 )
 from motcua_notify.domain.occurrence import DossierSnapshot
-from motcua_notify.domain.states import Channel, State
+from motcua_notify.domain.states import Channel, Published, State
 
 
 # -- consumed events -> domain ------------------------------------------------------------------

@@ -8,25 +8,32 @@
 (``msg_id``) the provider's own id — either finds the notification. ``status`` takes the
 provider's words (SMPP ``DELIVRD``/``UNDELIV``/``EXPIRED``…, or ours). Unsigned or wrongly
 signed receipts are refused (401) and counted; a receipt for an unknown message gets 404 so
-the provider's retry logic can tell.
+the provider's retry logic can tell. The endpoint runs on the kit's public HTTP server
+(:mod:`motcua_kit.public_http`): its size limits, request timeout and per-source rate limit
+on ``/receipts/...`` answer before this adapter does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from motcua_kit.public_http import ANY_METHOD, PublicHttpOptions, PublicHttpServer
 from motcua_notify.domain.signing import verify
 from motcua_notify.metrics import RECEIPTS
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Signature"
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # the default; MOTCUA_NOTIFY_PUBLIC_HTTP_MAX_BODY_BYTES in a service
 
 
 @dataclass(frozen=True)
@@ -66,89 +73,84 @@ def parse_receipt(provider: str, body: bytes) -> Receipt:
     return Receipt(provider, reference, provider_ref, status, str(doc.get("detail") or "")[:300])
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _ReceiptHttpServer
+def _json(status: int, doc: Mapping[str, object]) -> Response:
+    return Response(json.dumps(doc).encode(), status, headers={"Content-Type": "application/json"})
 
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("receipts: " + format, *args)
 
-    def _answer(self, status: int, doc: Mapping[str, object]) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def _refusal(status: int, message: str) -> tuple[str, bytes]:
+    """The kit's own refusals (413, 429, 431...) in this endpoint's JSON."""
+    return "application/json", json.dumps({"error": message}).encode()
 
-    def do_GET(self) -> None:
-        if self.path == "/healthz":
-            self._answer(200, {"status": "ok"})
-        else:
-            self._answer(404, {"error": "not found"})
 
-    def do_POST(self) -> None:
-        parts = self.path.strip("/").split("/")
-        if len(parts) != 2 or parts[0] != "receipts":
-            self._answer(404, {"error": "not found"})
-            return
-        provider = parts[1]
-        secret = self.server.secrets.get(provider)
+def receipt_app(secrets: Mapping[str, str], handler: ReceiptHandler) -> Starlette:
+    """The endpoint as an ASGI app; the kit's guard has read the body (within its limit)."""
+    secrets = dict(secrets)
+
+    def apply(provider: str, body: bytes, signature: str) -> Response:
+        secret = secrets.get(provider)
         if secret is None:
-            self._answer(404, {"error": f"unknown provider {provider!r}"})
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._answer(413, {"error": "receipt too large"})
-            return
-        body = self.rfile.read(length)
-        signature = self.headers.get(SIGNATURE_HEADER, "")
+            return _json(404, {"error": f"unknown provider {provider!r}"})
         if not signature or not verify(secret, body, signature):
             RECEIPTS.labels(provider, "refused").inc()
-            self._answer(401, {"error": "missing or invalid signature"})
-            return
+            return _json(401, {"error": "missing or invalid signature"})
         try:
-            result = self.server.handler(parse_receipt(provider, body))
+            result = handler(parse_receipt(provider, body))
         except ReceiptRefused as exc:
             RECEIPTS.labels(provider, "unknown" if exc.status == 404 else "refused").inc()
-            self._answer(exc.status, {"error": str(exc)})
-            return
+            return _json(exc.status, {"error": str(exc)})
         except Exception:
             log.exception("applying a delivery receipt from %s failed", provider)
-            self._answer(500, {"error": "internal error"})
-            return
+            return _json(500, {"error": "internal error"})
         RECEIPTS.labels(provider, result).inc()
-        self._answer(200, {"result": result})
+        return _json(200, {"result": result})
+
+    async def endpoint(request: Request) -> Response:
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        if request.method == "GET":
+            if path == "/healthz":
+                return _json(200, {"status": "ok"})
+            return _json(404, {"error": "not found"})
+        if request.method != "POST":
+            return _json(501, {"error": "unsupported method"})
+        parts = path.strip("/").split("/")
+        if len(parts) != 2 or parts[0] != "receipts":
+            return _json(404, {"error": "not found"})
+        body = await request.body()
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        return await run_in_threadpool(apply, parts[1], body, signature)
+
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=ANY_METHOD)])
 
 
-class _ReceiptHttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], secrets: Mapping[str, str], handler: ReceiptHandler
-    ) -> None:
-        super().__init__(address, _Handler)
-        self.secrets = dict(secrets)
-        self.handler = handler
+def _rate_limited(path: str) -> bool:
+    return path.startswith("/receipts/")
 
 
 class ReceiptServer:
-    """The receipts endpoint on its own port (``MOTCUA_NOTIFY_RECEIPTS_PORT``)."""
+    """The receipts endpoint on its own port (``MOTCUA_NOTIFY_RECEIPTS_PORT``), on the kit's
+    public HTTP server (uvicorn, its own thread; ADR 0082)."""
 
     def __init__(
-        self, host: str, port: int, secrets: Mapping[str, str], handler: ReceiptHandler
+        self,
+        host: str,
+        port: int,
+        secrets: Mapping[str, str],
+        handler: ReceiptHandler,
+        options: PublicHttpOptions | None = None,
     ) -> None:
-        self._server = _ReceiptHttpServer((host, port), secrets, handler)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="notify-receipts",
-            daemon=True,
+        self._server = PublicHttpServer(
+            "notify-receipts",
+            receipt_app(secrets, handler),
+            host,
+            port,
+            options or PublicHttpOptions(max_body_bytes=MAX_BODY),
+            rate_limited=_rate_limited,
+            refusal=_refusal,
         )
+        self.port = self._server.port
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

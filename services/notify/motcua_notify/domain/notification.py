@@ -23,7 +23,7 @@ from jinja2 import TemplateError
 
 from motcua_notify.domain.retry import RetryPolicy
 from motcua_notify.domain.sms import Encoding
-from motcua_notify.domain.states import Channel, Move, State, next_state
+from motcua_notify.domain.states import Channel, Move, Published, State, next_state, published
 from motcua_notify.domain.subscriptions import WebhookSubscription
 from motcua_notify.domain.templates import Template, TemplateCatalogue
 
@@ -336,14 +336,6 @@ class SendResult:
     detail: str = ""
 
 
-class Published(StrEnum):
-    """Which notify event a change publishes."""
-
-    SENT = "sent"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
 @dataclass(frozen=True)
 class Change:
     """What to write after a send or a receipt."""
@@ -357,10 +349,37 @@ class Change:
     gave_up: bool = False
 
 
-def _walk(state: State, moves: tuple[Move, ...]) -> State:
+def _walk(state: State, moves: tuple[Move, ...]) -> tuple[State, tuple[Published, ...]]:
+    """Where ``moves`` lead from ``state``, and what they publish on the way (the table's)."""
+    said: tuple[Published, ...] = ()
     for move in moves:
+        said += published(state, move)
         state = next_state(state, move)
-    return state
+    return state, said
+
+
+def _change(
+    state: State,
+    moves: tuple[Move, ...],
+    detail: str,
+    *,
+    unsent: tuple[Published, ...] = (),
+    next_attempt_at: datetime | None = None,
+    retry_delay: float | None = None,
+    gave_up: bool = False,
+) -> Change:
+    """The change ``moves`` make from ``state``: publishing ``unsent`` (events still owed),
+    then what the table's rows for the moves publish."""
+    target, said = _walk(state, moves)
+    return Change(
+        moves,
+        target,
+        detail,
+        next_attempt_at=next_attempt_at,
+        publish=(*unsent, *said),
+        retry_delay=retry_delay,
+        gave_up=gave_up,
+    )
 
 
 def after_send(
@@ -373,23 +392,14 @@ def after_send(
     """The change an attempt's result makes to a notification in ``sending``."""
     state = notification.state
     if result.verdict is Verdict.ACCEPTED:
-        moves: tuple[Move, ...] = (Move.ACCEPT,)
-        return Change(moves, _walk(state, moves), result.detail, publish=(Published.SENT,))
+        return _change(state, (Move.ACCEPT,), result.detail)
     if result.verdict is Verdict.DELIVERED:
-        moves = (Move.ACCEPT, Move.DELIVER)
-        return Change(
-            moves,
-            _walk(state, moves),
-            result.detail,
-            publish=(Published.SENT, Published.DELIVERED),
-        )
+        return _change(state, (Move.ACCEPT, Move.DELIVER), result.detail)
     if result.verdict is Verdict.TEMPORARY:
         return _temporary(notification, result.detail, policy, now, rng)
     if result.verdict is Verdict.PERMANENT:
-        moves = (Move.FAIL_PERMANENTLY,)
-        return Change(moves, _walk(state, moves), result.detail, publish=(Published.FAILED,))
-    moves = (Move.FAIL_TECHNICALLY,)
-    return Change(moves, _walk(state, moves), result.detail, publish=(Published.FAILED,))
+        return _change(state, (Move.FAIL_PERMANENTLY,), result.detail)
+    return _change(state, (Move.FAIL_TECHNICALLY,), result.detail)
 
 
 def _temporary(
@@ -400,19 +410,16 @@ def _temporary(
     rng: random.Random,
 ) -> Change:
     if policy.exhausted(notification.attempts):
-        moves: tuple[Move, ...] = (Move.FAIL_PERMANENTLY,)
-        return Change(
-            moves,
-            _walk(notification.state, moves),
+        return _change(
+            notification.state,
+            (Move.FAIL_PERMANENTLY,),
             f"gave up after {notification.attempts} attempts; last: {detail}",
-            publish=(Published.FAILED,),
             gave_up=True,
         )
     delay = policy.delay(notification.attempts, rng)
-    moves = (Move.FAIL_TEMPORARILY,)
-    return Change(
-        moves,
-        _walk(notification.state, moves),
+    return _change(
+        notification.state,
+        (Move.FAIL_TEMPORARILY,),
         f"{detail}; retry {notification.attempts + 1} in {delay:.1f}s",
         next_attempt_at=now + timedelta(seconds=delay),
         retry_delay=delay,
@@ -427,9 +434,8 @@ def after_receipt_timeout(notification: Notification, hours: float) -> Change | 
     """
     if notification.state is not State.SENDING or not notification.provider_ref:
         return None
-    moves: tuple[Move, ...] = (Move.FAIL_PERMANENTLY,)
     detail = f"no delivery receipt from {notification.provider} within {hours:g} h"
-    return Change(moves, _walk(notification.state, moves), detail, publish=(Published.FAILED,))
+    return _change(notification.state, (Move.FAIL_PERMANENTLY,), detail)
 
 
 class ReceiptStatus(StrEnum):
@@ -476,15 +482,11 @@ def after_receipt(
     )
     if status is ReceiptStatus.DELIVERED:
         if state in (State.SENDING, State.TEMPORARY_FAILURE):
-            moves: tuple[Move, ...] = (Move.DELIVER,)
-            return Change(
-                moves, _walk(state, moves), detail, publish=(*unsent, Published.DELIVERED)
-            )
+            return _change(state, (Move.DELIVER,), detail, unsent=unsent)
         return None
     if status is ReceiptStatus.PERMANENT_FAILURE:
         if state in (State.SENDING, State.TEMPORARY_FAILURE):
-            moves = (Move.FAIL_PERMANENTLY,)
-            return Change(moves, _walk(state, moves), detail, publish=(*unsent, Published.FAILED))
+            return _change(state, (Move.FAIL_PERMANENTLY,), detail, unsent=unsent)
         return None
     if state is State.SENDING:
         return _temporary(notification, detail, policy, now, rng)

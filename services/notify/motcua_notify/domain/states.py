@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from motcua_kit.transitions import Transition, TransitionTable
+
 
 class Channel(StrEnum):
     """How a notification travels; the values are stored and used as metric labels."""
@@ -56,36 +58,48 @@ class Move(StrEnum):
     FAIL_TECHNICALLY = "fail-technically"  # motcua's own fault
 
 
-# (from, move) → to. Anything not listed is illegal. Drawn by motcua_notify.tools.draw_states.
-TRANSITIONS: dict[tuple[State, Move], State] = {
-    (State.CREATED, Move.CLAIM): State.SENDING,
-    (State.TEMPORARY_FAILURE, Move.CLAIM): State.SENDING,
-    (State.SENDING, Move.RECOVER): State.SENDING,
-    (State.SENDING, Move.ACCEPT): State.SENDING,
-    (State.SENDING, Move.DELIVER): State.DELIVERED,
-    (State.SENDING, Move.FAIL_TEMPORARILY): State.TEMPORARY_FAILURE,
-    (State.SENDING, Move.FAIL_PERMANENTLY): State.PERMANENT_FAILURE,
-    (State.SENDING, Move.FAIL_TECHNICALLY): State.TECHNICAL_FAILURE,
-    (State.CREATED, Move.FAIL_TECHNICALLY): State.TECHNICAL_FAILURE,
-    # A receipt may arrive after the sender gave the attempt up as failed (e.g. it timed out
-    # waiting for the provider, which delivered anyway): the receipt is the truth.
-    (State.TEMPORARY_FAILURE, Move.DELIVER): State.DELIVERED,
-    (State.TEMPORARY_FAILURE, Move.FAIL_PERMANENTLY): State.PERMANENT_FAILURE,
-}
+class Published(StrEnum):
+    """Which notify event a move publishes (the table's event column)."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
-class IllegalTransition(Exception):
-    """A move that the table does not allow from the current state."""
-
-    def __init__(self, state: State, move: Move) -> None:
-        super().__init__(f"{move.value} is not allowed from {state.value}")
-        self.state = state
-        self.move = move
+# The legal moves, and what each publishes; anything not listed is refused with the kit's
+# IllegalTransition. Drawn into docs/notify.md by motcua_notify.tools.draw_states.
+TRANSITIONS: TransitionTable[State, Move] = TransitionTable(
+    "the notification",
+    [
+        Transition(State.CREATED, Move.CLAIM, State.SENDING),
+        Transition(State.TEMPORARY_FAILURE, Move.CLAIM, State.SENDING),
+        Transition(State.SENDING, Move.RECOVER, State.SENDING),
+        Transition(State.SENDING, Move.ACCEPT, State.SENDING, Published.SENT),
+        Transition(State.SENDING, Move.DELIVER, State.DELIVERED, Published.DELIVERED),
+        Transition(State.SENDING, Move.FAIL_TEMPORARILY, State.TEMPORARY_FAILURE),
+        Transition(State.SENDING, Move.FAIL_PERMANENTLY, State.PERMANENT_FAILURE, Published.FAILED),
+        Transition(State.SENDING, Move.FAIL_TECHNICALLY, State.TECHNICAL_FAILURE, Published.FAILED),
+        Transition(State.CREATED, Move.FAIL_TECHNICALLY, State.TECHNICAL_FAILURE, Published.FAILED),
+        # A receipt may arrive after the sender gave the attempt up as failed (e.g. it timed
+        # out waiting for the provider, which delivered anyway): the receipt is the truth.
+        Transition(State.TEMPORARY_FAILURE, Move.DELIVER, State.DELIVERED, Published.DELIVERED),
+        Transition(
+            State.TEMPORARY_FAILURE,
+            Move.FAIL_PERMANENTLY,
+            State.PERMANENT_FAILURE,
+            Published.FAILED,
+        ),
+    ],
+)
 
 
 def next_state(state: State, move: Move) -> State:
-    """The state after ``move``; raises :class:`IllegalTransition` when the table forbids it."""
-    try:
-        return TRANSITIONS[(state, move)]
-    except KeyError:
-        raise IllegalTransition(state, move) from None
+    """The state after ``move``; raises the kit's :class:`IllegalTransition` when the table
+    has no such row."""
+    return TRANSITIONS.next_state(state, move)
+
+
+def published(state: State, move: Move) -> tuple[Published, ...]:
+    """What ``move`` from ``state`` publishes (nothing, or one event); refuses as above."""
+    event = TRANSITIONS.row(state, move).event
+    return (Published(event),) if event else ()

@@ -2,7 +2,7 @@
 
 ``python -m motcua_notify.tools.draw_states --output docs/notify.md``; with ``--check`` it
 writes nothing and exits 1 when the page is out of date (for CI). The page is drawn from
-``TRANSITIONS`` and the shipped templates, so it cannot drift from the code.
+``TRANSITIONS`` (with the kit's drawer) and the shipped templates, so it cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ def _node(state: State) -> str:
     return state.value.replace("-", "_")
 
 
-def render_mermaid() -> str:
-    lines = ["stateDiagram-v2", f"    [*] --> {_node(State.CREATED)}"]
-    for (source, move), target in TRANSITIONS.items():
-        lines.append(f"    {_node(source)} --> {_node(target)}: {move.value}")
-    for state in (State.DELIVERED, State.PERMANENT_FAILURE, State.TECHNICAL_FAILURE):
-        lines.append(f"    {_node(state)} --> [*]")
-    return "\n".join(lines) + "\n"
+def render_states() -> list[str]:
+    """The delivery state machine, drawn by the kit from :data:`TRANSITIONS`: diagram, table."""
+    events = [("Publishes", lambda r: f"`{r.event}`" if r.event else "—")]
+    return [*TRANSITIONS.mermaid([State.CREATED], node=_node), *TRANSITIONS.markdown(events)]
 
 
 def render_page(catalogue: TemplateCatalogue) -> str:
@@ -41,14 +38,7 @@ def render_page(catalogue: TemplateCatalogue) -> str:
         "",
         "## Delivery states",
         "",
-        "```mermaid",
-        render_mermaid().rstrip("\n"),
-        "```",
-        "",
-        "| From | Move | To |",
-        "|---|---|---|",
-        *[f"| {s.value} | {m.value} | {t.value} |" for (s, m), t in TRANSITIONS.items()],
-        "",
+        *render_states(),
         "## Notices",
         "",
         "| Template | Events | Channels | SMS worst case (GSM-7 chars / segments) |",

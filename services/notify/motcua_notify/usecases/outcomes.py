@@ -27,14 +27,13 @@ from motcua_notify.domain.notification import (
     RECEIPT_WORDS,
     Change,
     Notification,
-    Published,
     SendResult,
     after_receipt_timeout,
     after_send,
     receipt_change,
 )
 from motcua_notify.domain.retry import RetryPolicy
-from motcua_notify.domain.states import Channel, State
+from motcua_notify.domain.states import Channel, Published, State
 from motcua_notify.metrics import MESSAGES, RETRIES
 
 log = logging.getLogger(__name__)

@@ -31,10 +31,10 @@ from motcua_notify.adapters.messages import (
     payment_snapshot,
     snapshot_of,
 )
-from motcua_notify.domain.notification import Intent, Occurrence, Published, addresses_citizen, plan
+from motcua_notify.domain.notification import Intent, Occurrence, addresses_citizen, plan
 from motcua_notify.domain.occurrence import DossierSnapshot
 from motcua_notify.domain.sms import Encoding
-from motcua_notify.domain.states import Channel, State
+from motcua_notify.domain.states import Channel, Published, State
 from motcua_notify.domain.subscriptions import WebhookSubscription
 from motcua_notify.domain.templates import TemplateCatalogue
 from motcua_notify.metrics import MESSAGES
