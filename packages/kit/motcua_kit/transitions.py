@@ -97,14 +97,21 @@ class TransitionTable(Generic[S, T]):
         node: Callable[[S], str] = spelled,
         label: Callable[[Transition[S, T]], str] | None = None,
         only: Callable[[Transition[S, T]], bool] | None = None,
+        names: Callable[[S], str] | None = None,
     ) -> list[str]:
-        """A ``stateDiagram-v2`` of the rows (those ``only`` keeps), fenced for Markdown."""
+        """A ``stateDiagram-v2`` of the rows (those ``only`` keeps), fenced for Markdown.
+
+        ``names`` gives states a display name (``state "name" as node``), for when the
+        node, such as a status code, says too little; the caller escapes it for Mermaid.
+        """
         rows = [r for r in self.rows if only is None or only(r)]
         text = label or (lambda r: spelled(r.trigger))
+        kept = {s for r in rows for s in (r.source, r.target)}
         lines = ["```mermaid", "stateDiagram-v2"]
+        if names is not None:
+            lines += [f'    state "{names(s)}" as {node(s)}' for s in self.states() if s in kept]
         lines += [f"    [*] --> {node(s)}" for s in initial]
         lines += [f"    {node(r.source)} --> {node(r.target)}: {text(r)}" for r in rows]
-        kept = {s for r in rows for s in (r.source, r.target)}
         lines += [
             f"    {node(s)} --> [*]" for s in self.states() if s in kept and self.is_terminal(s)
         ]

@@ -32,6 +32,13 @@ ACTION_EVENTS = {
     "stop": t.DOSSIER_STOPPED,
 }
 
+
+def action_event(action: str) -> str:
+    """The type of the DossierStatusChanged ``action`` emits (a custom workflow's action:
+    STATUS_CHANGED); the catalogue writes it into each workflow's transition table."""
+    return ACTION_EVENTS.get(action, STATUS_CHANGED)
+
+
 # What the dossier service consumes from the payment service.
 PAYMENT_TOPIC = t.PAYMENT_TOPIC
 PAYMENT_REQUESTED = t.PAYMENT_REQUESTED

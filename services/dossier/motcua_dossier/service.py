@@ -29,7 +29,7 @@ from motcua_dossier.domain.calendar import WorkingCalendar
 from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
 from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status, Submission, check_replay
 from motcua_dossier.domain.lifecycle import (
-    Transition,
+    AppliedAction,
     acting_role,
     apply_action,
     check_action_applies,
@@ -59,7 +59,7 @@ def system_clock() -> datetime:
 
 def _catalogue(ctx: ServiceContext) -> Catalogue:
     assert isinstance(ctx.settings, DossierSettings)
-    return Catalogue.load(ctx.settings.reference_data_dir)
+    return Catalogue.load(ctx.settings.reference_data_dir, event_of=events.action_event)
 
 
 def _calendar(ctx: ServiceContext) -> WorkingCalendar:
@@ -263,7 +263,7 @@ class DossierService(Service):
         comment: str,
         now: datetime,
         documents: tuple[Document, ...] = (),
-    ) -> tuple[Transition, Event]:
+    ) -> tuple[AppliedAction, Event]:
         """Apply a workflow action in memory: the transition and the event it publishes."""
         procedure = self.catalogue.procedure(dossier.procedure_code)
         workflow = self.catalogue.workflow(procedure.workflow_id)
@@ -278,11 +278,11 @@ class DossierService(Service):
             processing_days=procedure.processing_days,
             documents=documents,
         )
-        event_type = events.ACTION_EVENTS.get(action, events.STATUS_CHANGED)
+        event_type = workflow.table.row(int(done.previous_status), action).event
         message = messages.status_changed(done, action, actor, now)
         return done, self.event(event_type, dossier.code, message, now)
 
-    def count_completion(self, done: Transition) -> None:
+    def count_completion(self, done: AppliedAction) -> None:
         if done.dossier.status == Status.PROCESSED:
             outcome = completion_outcome(done.dossier, self.calendar)
             if outcome:

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from motcua_dossier import events
 from motcua_dossier.domain.catalogue import Catalogue
 from motcua_dossier.domain.reference_data import DATA_DIR, ReferenceDataError
 from motcua_dossier.domain.workflow import (
     ActionNotAllowed,
-    IllegalTransition,
     UnknownAction,
     Workflow,
     render_workflow_mermaid,
 )
 from motcua_dossier.tools import draw_workflows
+from motcua_kit.transitions import IllegalTransition
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -133,7 +134,7 @@ def test_side_exits_reach_their_terminal_states(standard, state, action, role, t
 def test_action_from_the_wrong_state_is_an_illegal_transition_naming_state_and_action(standard):
     with pytest.raises(IllegalTransition) as caught:
         standard.next_state(2, "approve", "officer")
-    assert (caught.value.state, caught.value.action) == (2, "approve")
+    assert (caught.value.state, caught.value.trigger) == (2, "approve")
     assert "'approve'" in str(caught.value) and "state 2" in str(caught.value)
 
 
@@ -258,7 +259,7 @@ def test_terminal_initial_state_is_refused(tmp_path):
 
 def test_mermaid_diagram_has_every_state_and_edge(standard):
     diagram = render_workflow_mermaid(standard)
-    assert diagram.startswith("stateDiagram-v2\n")
+    assert diagram.startswith("```mermaid\nstateDiagram-v2\n")
     assert "[*] --> s1" in diagram
     assert "s1 --> s2: receive (officer)" in diagram
     assert "s4 --> s8: stop (officer, admin)" in diagram
@@ -280,3 +281,17 @@ def test_docs_page_is_written_and_checked(tmp_path):
 
 def test_committed_docs_page_matches_the_data():
     assert draw_workflows.main(["--output", str(REPO_ROOT / "docs/workflows.md"), "--check"]) == 0
+
+
+def test_the_workflow_is_a_kit_transition_table_with_the_events_the_service_emits():
+    workflow = Catalogue.load(event_of=events.action_event).workflow("standard")
+    withdraw = [(r.source, r.target) for r in workflow.table.rows if r.trigger == "withdraw"]
+    assert withdraw == [(1, 7), (2, 7), (5, 7)]
+    assert workflow.table.row(1, "receive").event == events.ACTION_EVENTS["receive"]
+    assert Catalogue.load().workflow("standard").table.row(1, "receive").event == ""
+    with pytest.raises(IllegalTransition) as caught:
+        workflow.next_state(2, "approve", "officer")
+    assert str(caught.value) == (
+        "workflow 'standard': action 'approve' is not allowed in state 2 (Đã tiếp nhận); "
+        "it is allowed from: 4"
+    )

@@ -98,3 +98,22 @@ def test_plain_values_work_as_states_and_triggers() -> None:
     assert table.next_state(1, "receive") == 2
     with pytest.raises(IllegalTransition, match=r"^the dossier is 2; it cannot receive$"):
         table.next_state(2, "receive")
+
+
+def test_states_may_be_drawn_with_display_names() -> None:
+    """Dossier's states are status codes: the diagram names them (``state "…" as s1``)."""
+    table = TransitionTable("the dossier", [Transition(1, "receive", 2), Transition(2, "x", 3)])
+    drawn = table.mermaid([1], node=lambda code: f"s{code}", names=lambda code: f"{code} · name")
+    assert drawn == [
+        "```mermaid",
+        "stateDiagram-v2",
+        '    state "1 · name" as s1',
+        '    state "2 · name" as s2',
+        '    state "3 · name" as s3',
+        "    [*] --> s1",
+        "    s1 --> s2: receive",
+        "    s2 --> s3: x",
+        "    s3 --> [*]",
+        "```",
+        "",
+    ]

@@ -16,7 +16,7 @@ from motcua_dossier import events
 from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
 from motcua_dossier.domain.dossier import Actor, Dossier
 from motcua_dossier.domain.fee import PaymentClaim, PaymentRefusal
-from motcua_dossier.domain.lifecycle import DeadlineNotice, Transition
+from motcua_dossier.domain.lifecycle import AppliedAction, DeadlineNotice
 from motcua_dossier.domain.statistics import Statistics
 from motcua_kit.envelope import Event
 from motcua_kit.proto import timestamp
@@ -149,7 +149,7 @@ def submitted(dossier: Dossier) -> events_pb2.DossierSubmitted:
 
 
 def status_changed(
-    done: Transition, action: str, actor: Actor, now: datetime
+    done: AppliedAction, action: str, actor: Actor, now: datetime
 ) -> events_pb2.DossierStatusChanged:
     return events_pb2.DossierStatusChanged(
         dossier=dossier_to_proto(done.dossier),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -95,6 +95,15 @@ class Procedure:
         return bool(self.fee_vnd)
 
 
+#: The event type an action (by name) emits.
+EventOf = Callable[[str], str]
+
+
+def no_event(action: str) -> str:
+    """No event names (reading the data only, e.g. to validate it)."""
+    return ""
+
+
 class Catalogue:
     """Agencies, procedures and workflows, looked up by code; read-only once built."""
 
@@ -109,11 +118,15 @@ class Catalogue:
         self._workflows = dict(workflows)
 
     @classmethod
-    def load(cls, directory: Path | None = None) -> Catalogue:
-        """Read and validate the three catalogue files (default: the package's data)."""
+    def load(cls, directory: Path | None = None, *, event_of: EventOf = no_event) -> Catalogue:
+        """Read and validate the three catalogue files (default: the package's data).
+
+        ``event_of`` names the event type each action emits, for the workflows' transition
+        tables: event names are the service's (its ``events`` module), not the domain's.
+        """
         directory = DATA_DIR if directory is None else Path(directory)
         agencies = _load_agencies(directory / "agencies.yaml")
-        workflows = _load_workflows(directory / "workflows.yaml")
+        workflows = _load_workflows(directory / "workflows.yaml", event_of)
         procedures = _load_procedures(directory / "procedures.yaml", agencies, workflows)
         return cls(agencies, procedures, workflows)
 
@@ -235,7 +248,7 @@ def _load_procedures(
     return procedures
 
 
-def _load_workflows(path: Path) -> dict[str, Workflow]:
+def _load_workflows(path: Path, event_of: EventOf) -> dict[str, Workflow]:
     workflows: dict[str, Workflow] = {}
     lines: dict[str, int] = {}
     for item in read_yaml(path, ["workflows"])["workflows"].items():
@@ -243,13 +256,13 @@ def _load_workflows(path: Path) -> dict[str, Workflow]:
         workflow_id = _unique(
             f["id"], _matching(f["id"], _IDENTIFIER, "workflow id"), lines, "workflow id"
         )
-        workflows[workflow_id] = _read_workflow(workflow_id, f)
+        workflows[workflow_id] = _read_workflow(workflow_id, f, event_of)
     if not workflows:
         raise ReferenceDataError(path, None, "workflows", "no workflow defined")
     return workflows
 
 
-def _read_workflow(workflow_id: str, f: dict[str, YamlValue]) -> Workflow:
+def _read_workflow(workflow_id: str, f: dict[str, YamlValue], event_of: EventOf) -> Workflow:
     """Build one workflow and check it is a sound state machine; errors point at the data."""
     states: dict[int, State] = {}
     state_values: dict[int, YamlValue] = {}
@@ -300,7 +313,8 @@ def _read_workflow(workflow_id: str, f: dict[str, YamlValue]) -> Workflow:
                 roles.append(role)
         if not roles:
             raise a["roles"].error("must list at least one role")
-        actions.append(Action(name, tuple(origins), known_state(a["to"]), tuple(roles)))
+        to_state = known_state(a["to"])
+        actions.append(Action(name, tuple(origins), to_state, tuple(roles), event_of(name)))
 
     exits = {code: {a.to_state for a in actions if code in a.from_states} for code in states}
     for code, state in states.items():

@@ -19,8 +19,9 @@ from typing import Protocol
 
 from motcua_dossier.domain.catalogue import Procedure
 from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status, Submission, dossier_code
-from motcua_dossier.domain.workflow import ActionNotAllowed, IllegalTransition, Workflow
+from motcua_dossier.domain.workflow import ActionNotAllowed, Workflow
 from motcua_kit.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
+from motcua_kit.transitions import IllegalTransition
 
 #: States in which the clock stops: the agency waits on the citizen.
 PAUSED = frozenset({Status.SUPPLEMENT_REQUESTED, Status.PAYMENT_REQUIRED})
@@ -38,8 +39,10 @@ class Calendar(Protocol):
 
 
 @dataclass(frozen=True)
-class Transition:
-    """One applied action: the dossier after it, and what the event will say."""
+class AppliedAction:
+    """One applied action: the dossier after it, and what the event will say (not to be
+    confused with a :class:`~motcua_kit.transitions.Transition`, a row of the workflow's
+    table)."""
 
     dossier: Dossier
     previous_status: Status
@@ -124,7 +127,7 @@ def apply_action(
     calendar: Calendar,
     processing_days: int,
     documents: tuple[Document, ...] = (),
-) -> Transition:
+) -> AppliedAction:
     """Take ``action``; an illegal step is refused naming the state and the allowed actions."""
     if action in NEEDS_COMMENT and not comment.strip():
         raise InvalidArgument("comment", f"is required for {action!r} (say why)")
@@ -168,7 +171,7 @@ def apply_action(
         changed = replace(changed, paused_since=now)
     if target == Status.PROCESSED:
         changed = replace(changed, completed_at=now)
-    return Transition(changed, dossier.status, action, actor, comment.strip(), now)
+    return AppliedAction(changed, dossier.status, action, actor, comment.strip(), now)
 
 
 @dataclass(frozen=True)

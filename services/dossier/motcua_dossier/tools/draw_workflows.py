@@ -1,7 +1,9 @@
 """Write docs/workflows.md from the shipped data, so the picture cannot drift from the rules.
 
-Run from the repository root: ``python -m motcua_dossier.tools.draw_workflows``; with
-``--check`` it writes nothing and exits 1 when the page is out of date (for CI).
+Each workflow is drawn by the kit's drawer from its transition table (the very rules the
+service applies), with the event each action emits. Run from the repository root:
+``python -m motcua_dossier.tools.draw_workflows``; with ``--check`` it writes nothing and
+exits 1 when the page is out of date (for CI).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from motcua_dossier import events
 from motcua_dossier.domain.catalogue import Catalogue
 from motcua_dossier.domain.workflow import Workflow, render_workflow_mermaid
 from motcua_kit.generated import write_or_check
@@ -22,22 +25,18 @@ def _cell(text: str) -> str:
 
 
 def _workflow_section(workflow: Workflow) -> list[str]:
+    """One workflow: the kit's drawing of its table (diagram, then one row per move)."""
+    columns = [
+        ("Roles", lambda r: ", ".join(workflow.action(r.trigger).roles)),
+        ("Emits", lambda r: f"`{r.event}`" if r.event else "—"),
+    ]
     lines = [
         f"## Workflow `{workflow.id}` — {workflow.name}",
         "",
-        "```mermaid",
-        render_workflow_mermaid(workflow).rstrip("\n"),
-        "```",
-        "",
-        "| Action | From | To | Roles |",
-        "|---|---|---|---|",
+        render_workflow_mermaid(workflow),
+        *workflow.table.markdown(columns),
     ]
-    for action in workflow.actions:
-        origins = ", ".join(str(code) for code in action.from_states)
-        lines.append(
-            f"| `{action.name}` | {origins} | {action.to_state} | {', '.join(action.roles)} |"
-        )
-    lines += ["", "| State | Name | SLA (working days) | Terminal |", "|---|---|---|---|"]
+    lines += ["| State | Name | SLA (working days) | Terminal |", "|---|---|---|---|"]
     for state in workflow.states:
         sla = "—" if state.sla_days is None else str(state.sla_days)
         lines.append(
@@ -83,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="data directory to draw")
     parser.add_argument("--check", action="store_true", help="fail if the page is stale")
     args = parser.parse_args(argv)
-    page = render_page(Catalogue.load(args.data))
+    page = render_page(Catalogue.load(args.data, event_of=events.action_event))
     return write_or_check(args.output, page, check=args.check, redraw="make generate")
 
 
