@@ -13,7 +13,7 @@ import pytest
 from motcua_dossier import events as dossier_events
 from motcua_kit.registry import load_registry
 from motcua_notify import events as notify_events
-from motcua_payment import events as payment_events
+from motcua_payment.domain.states import TRANSITIONS as PAYMENT_TRANSITIONS
 from tools.eventdocs import __main__ as cli
 from tools.eventdocs.conformance import CatalogueContract
 from tools.eventdocs.emitters import scan_all, undocumented, unemitted
@@ -36,8 +36,8 @@ def test_the_scan_finds_the_types_each_service_spells_in_its_events_module() -> 
         *dossier_events.ACTION_EVENTS.values(),
     }
     assert {("dossier", t) for t in dossier} <= emitted
-    assert {("payment", t) for t in payment_events.PAYMENT_EVENT_TYPES.values()} <= emitted
-    assert {("payment", t) for t in payment_events.REFUND_EVENT_TYPES.values()} <= emitted
+    payment = {r.event for r in PAYMENT_TRANSITIONS.rows if r.event}
+    assert {("payment", t) for t in payment} <= emitted
     notify = {notify_events.SENT, notify_events.DELIVERED, notify_events.FAILED}
     assert {("notify", t) for t in notify} <= emitted
     # Types a service only consumes, and a service that publishes nothing, add nothing.

@@ -5,11 +5,11 @@ nothing here spells a name. Published payloads are ``motcua.payment.v1.PaymentEv
 (protos/motcua/payment/v1/events.proto), key = dossier code. Consumed: the dossier service's
 ``submitted``, ``payment_requested``, ``paid``, ``withdrawn`` and ``stopped`` (the facts a
 payment is bound to: ADR 0022), by name only, so this service does not depend on the dossier
-package.
+package. Which move publishes which type is the transition table's event column
+(``motcua_payment.domain.states``); the constants here are the types this service emits.
 """
 
 from motcua import topics as t
-from motcua_payment.domain.states import PaymentState, RefundState
 
 # -- published --------------------------------------------------------------------------------
 TOPIC = t.PAYMENT_TOPIC
@@ -21,20 +21,6 @@ EXPIRED = t.PAYMENT_EXPIRED
 CANCELLED = t.PAYMENT_CANCELLED
 REFUND_SUCCEEDED = t.PAYMENT_REFUND_SUCCEEDED
 REFUND_FAILED = t.PAYMENT_REFUND_FAILED
-
-#: The event a payment entering a state publishes (CREATED publishes nothing: it is the
-#: moment before the gateway issued the redirect, committed together with PENDING).
-PAYMENT_EVENT_TYPES: dict[PaymentState, str] = {
-    PaymentState.PENDING: REQUESTED,
-    PaymentState.SUCCEEDED: SUCCEEDED,
-    PaymentState.FAILED: FAILED,
-    PaymentState.EXPIRED: EXPIRED,
-    PaymentState.CANCELLED: CANCELLED,
-}
-REFUND_EVENT_TYPES: dict[RefundState, str] = {
-    RefundState.SUCCEEDED: REFUND_SUCCEEDED,
-    RefundState.FAILED: REFUND_FAILED,
-}
 
 # -- consumed ---------------------------------------------------------------------------------
 DOSSIER_TOPIC = t.DOSSIER_TOPIC

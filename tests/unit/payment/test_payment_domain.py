@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from motcua_kit.errors import FailedPrecondition, InvalidArgument
+from motcua_kit.transitions import IllegalTransition
 from motcua_payment.domain.callbacks import (
     CallbackRejected,
     Notice,
@@ -31,7 +32,7 @@ from motcua_payment.domain.payment import (
     receipt_number,
     validate_amount,
 )
-from motcua_payment.domain.states import IllegalTransition, PaymentState, RefundState, Trigger
+from motcua_payment.domain.states import PaymentState, RefundState, Trigger
 
 NOW = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
 OFFICER = Actor("officer-1", "officer", "SXD")

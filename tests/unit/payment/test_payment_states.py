@@ -9,16 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from motcua import topics
+from motcua.payment.v1 import payment_pb2
 from motcua_kit.errors import FailedPrecondition
+from motcua_kit.transitions import IllegalTransition
 from motcua_payment.domain.states import (
     TRANSITIONS,
-    IllegalTransition,
     PaymentState,
     RefundState,
     Trigger,
     allowed,
     is_terminal,
     next_state,
+    publishes,
 )
 from motcua_payment.tools import draw_states
 
@@ -41,7 +44,7 @@ ALL_STATES = [*PaymentState, *RefundState]
 
 
 def test_the_table_is_exactly_the_issue_s_state_machine() -> None:
-    assert {(t.source, t.trigger): t.target for t in TRANSITIONS} == EXPECTED_MOVES
+    assert {(t.source, t.trigger): t.target for t in TRANSITIONS.rows} == EXPECTED_MOVES
 
 
 @pytest.mark.parametrize(("source", "trigger"), list(itertools.product(ALL_STATES, Trigger)))
@@ -84,7 +87,7 @@ def test_terminal_states() -> None:
 
 def test_docs_are_drawn_from_the_table_and_up_to_date() -> None:
     page = draw_states.render_page()
-    for t in TRANSITIONS:
+    for t in TRANSITIONS.rows:
         assert f"{t.source.value} --> {t.target.value}: {t.trigger.value}" in page
     assert (ROOT / "docs/payment-states.md").read_text(encoding="utf-8") == page, (
         "docs/payment-states.md is stale: python -m motcua_payment.tools.draw_states"
@@ -96,3 +99,32 @@ def test_draw_command_check_mode(tmp_path) -> None:
     assert draw_states.main(["--output", str(out), "--check"]) == 1
     assert draw_states.main(["--output", str(out)]) == 0
     assert draw_states.main(["--output", str(out), "--check"]) == 0
+
+
+def test_a_refused_move_says_what_it_is_and_what_it_cannot_do() -> None:
+    with pytest.raises(IllegalTransition, match=r"^the payment is failed; it cannot succeed$"):
+        next_state(P.FAILED, T.SUCCEED)
+    refused = r"^the refund is succeeded; it cannot refund_fail$"
+    with pytest.raises(IllegalTransition, match=refused):
+        next_state(R.SUCCEEDED, T.REFUND_FAIL, "the refund")
+
+
+def test_each_state_is_one_row_proto_value_event_and_page_text() -> None:
+    """As GOV.UK Pay's ChargeStatus: the database name, the contract's enum value, the event
+    entering the state publishes and the return page's words sit on the state itself."""
+    for state in PaymentState:
+        assert state.proto == payment_pb2.PaymentState.Value(f"PAYMENT_STATE_{state.name}")
+        assert state.page_text
+    for refund in RefundState:
+        assert refund.proto == payment_pb2.RefundState.Value(f"REFUND_STATE_{refund.name}")
+    assert P.CREATED.event == "" and R.REQUESTED.event == ""
+
+
+def test_each_move_publishes_the_event_of_the_state_it_enters() -> None:
+    for row in TRANSITIONS.rows:
+        assert row.event == ("" if row.target is row.source else row.target.event)
+        assert publishes(row.source, row.trigger) == row.event
+    # Every payment event type is published by some move, and no move publishes another.
+    assert {row.event for row in TRANSITIONS.rows if row.event} == set(topics.PAYMENT_TYPES)
+    with pytest.raises(IllegalTransition):
+        publishes(P.FAILED, T.SUCCEED)

@@ -21,7 +21,6 @@ from opentelemetry import trace
 from motcua_payment.adapters.gateways.base import HttpAnswer
 from motcua_payment.domain.callbacks import CallbackRejected, RejectionReason
 from motcua_payment.domain.payment import Payment, format_vnd
-from motcua_payment.domain.states import PaymentState
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("motcua.payment.callbacks")
@@ -159,15 +158,6 @@ class CallbackServer:
         self._thread.join(5)
 
 
-_STATE_TEXT = {
-    PaymentState.CREATED: "Yêu cầu thanh toán đã được tạo",
-    PaymentState.PENDING: "Giao dịch đang được xử lý",
-    PaymentState.SUCCEEDED: "Thanh toán thành công",
-    PaymentState.FAILED: "Thanh toán không thành công",
-    PaymentState.EXPIRED: "Yêu cầu thanh toán đã hết hạn",
-    PaymentState.CANCELLED: "Yêu cầu thanh toán đã bị hủy",
-}
-
 _PAGE = """<!doctype html>
 <html lang="vi"><head><meta charset="utf-8"><title>{title}</title></head>
 <body><h1>{title}</h1>{body}</body></html>
@@ -187,7 +177,7 @@ def result_page(payment: Payment) -> HttpAnswer:
     ]
     if payment.receipt is not None:
         lines.append(f"<p>Số biên lai: <b>{html.escape(payment.receipt.number)}</b></p>")
-    return _html(200, _STATE_TEXT[payment.state], "\n".join(lines))
+    return _html(200, payment.state.page_text, "\n".join(lines))
 
 
 def unknown_link_page() -> HttpAnswer:
@@ -195,7 +185,7 @@ def unknown_link_page() -> HttpAnswer:
 
 
 def expired_link_page(payment: Payment) -> HttpAnswer:
-    state = html.escape(_STATE_TEXT[payment.state])
+    state = html.escape(payment.state.page_text)
     body = (
         f"<p>Hồ sơ {html.escape(payment.dossier_code)}: {state}.</p>"
         "<p>Đường dẫn thanh toán này không còn dùng được; "

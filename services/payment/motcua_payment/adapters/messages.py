@@ -25,7 +25,7 @@ from motcua_payment.domain.payment import (
     validate_agency_code,
     validate_dossier_code,
 )
-from motcua_payment.domain.states import PaymentState, RefundState
+from motcua_payment.domain.states import PaymentState
 
 ROLE_TO_PROTO = {
     "citizen": common_pb2.ROLE_CITIZEN,
@@ -35,19 +35,6 @@ ROLE_TO_PROTO = {
 }
 ROLE_FROM_PROTO = {v: k for k, v in ROLE_TO_PROTO.items()}
 
-PAYMENT_STATE_TO_PROTO = {
-    PaymentState.CREATED: payment_pb2.PAYMENT_STATE_CREATED,
-    PaymentState.PENDING: payment_pb2.PAYMENT_STATE_PENDING,
-    PaymentState.SUCCEEDED: payment_pb2.PAYMENT_STATE_SUCCEEDED,
-    PaymentState.FAILED: payment_pb2.PAYMENT_STATE_FAILED,
-    PaymentState.EXPIRED: payment_pb2.PAYMENT_STATE_EXPIRED,
-    PaymentState.CANCELLED: payment_pb2.PAYMENT_STATE_CANCELLED,
-}
-REFUND_STATE_TO_PROTO = {
-    RefundState.REQUESTED: payment_pb2.REFUND_STATE_REQUESTED,
-    RefundState.SUCCEEDED: payment_pb2.REFUND_STATE_SUCCEEDED,
-    RefundState.FAILED: payment_pb2.REFUND_STATE_FAILED,
-}
 ORIGIN_TO_PROTO = {
     Origin.API: events_pb2.ORIGIN_API,
     Origin.DOSSIER_EVENT: events_pb2.ORIGIN_DOSSIER_EVENT,
@@ -70,7 +57,7 @@ def refund_to_proto(r: Refund) -> payment_pb2.Refund:
         id=r.id,
         payment_id=r.payment_id,
         amount_vnd=r.amount_vnd,
-        state=REFUND_STATE_TO_PROTO[r.state],
+        state=r.state.proto,
         reason=r.reason,
         gateway_transaction_id=r.gateway_transaction_id,
         failure_code=r.failure_code,
@@ -92,7 +79,7 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         pay_url=p.pay_url,
         currency=p.currency,
         description=p.description,
-        state=PAYMENT_STATE_TO_PROTO[p.state],
+        state=p.state.proto,
         payer=payment_pb2.Payer(
             full_name=p.payer.full_name,
             citizen_id=p.payer.citizen_id,
@@ -161,7 +148,7 @@ def payment_event(
     """The payment event of a state change (the payment as it is after it)."""
     message = events_pb2.PaymentEvent(
         payment=payment_to_proto(payment),
-        previous_state=PAYMENT_STATE_TO_PROTO[previous],
+        previous_state=previous.proto,
         origin=ORIGIN_TO_PROTO[origin],
         reason=reason,
         occurred_at=timestamp(now),

@@ -7,13 +7,11 @@ it writes nothing and exits 1 when the page is out of date (for CI).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
-from enum import Enum
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from motcua_kit.generated import write_or_check
-from motcua_payment import events
+from motcua_kit.transitions import Transition
 from motcua_payment.domain.callbacks import RejectionReason
 from motcua_payment.domain.states import (
     PAYMENT_INITIAL,
@@ -21,31 +19,27 @@ from motcua_payment.domain.states import (
     TRANSITIONS,
     PaymentState,
     RefundState,
-    is_terminal,
+    State,
+    Trigger,
 )
 
-
-def _diagram(kind: type[Enum], initial: Enum) -> list[str]:
-    lines = ["```mermaid", "stateDiagram-v2", f"    [*] --> {initial.value}"]
-    for t in TRANSITIONS:
-        if isinstance(t.source, kind):
-            lines.append(f"    {t.source.value} --> {t.target.value}: {t.trigger.value}")
-    for state in kind:
-        if is_terminal(state):  # type: ignore[arg-type]
-            lines.append(f"    {state.value} --> [*]")
-    return [*lines, "```", ""]
+Row = Transition[State, Trigger]
 
 
-def _table(kind: type[Enum], published: Mapping[Any, str]) -> list[str]:
-    lines = ["| From | Trigger | To | Event published |", "|---|---|---|---|"]
-    for t in TRANSITIONS:
-        if isinstance(t.source, kind):
-            event = published.get(t.target, "") if t.target != t.source else ""
-            shown = f"`{event}`" if event else "—"
-            lines.append(
-                f"| `{t.source.value}` | `{t.trigger.value}` | `{t.target.value}` | {shown} |"
-            )
-    return [*lines, ""]
+def _published(row: Row) -> str:
+    return f"`{row.event}`" if row.event else "—"
+
+
+def _machine(kind: type[PaymentState] | type[RefundState], initial: State) -> list[str]:
+    """The kit's diagram and table of the rows of one machine (payment or refund)."""
+
+    def mine(row: Row) -> bool:
+        return isinstance(row.source, kind)
+
+    return [
+        *TRANSITIONS.mermaid([initial], only=mine),
+        *TRANSITIONS.markdown([("Event published", _published)], only=mine),
+    ]
 
 
 def render_page() -> str:
@@ -63,16 +57,14 @@ def render_page() -> str:
         "",
         "## Payment",
         "",
-        *_diagram(PaymentState, PAYMENT_INITIAL),
-        *_table(PaymentState, events.PAYMENT_EVENT_TYPES),
+        *_machine(PaymentState, PAYMENT_INITIAL),
         "`created` and `pending` commit in one transaction when the gateway issues its",
         "redirect URL locally (the sandbox and VNPay-style gateways do); `refund` keeps a",
         "succeeded payment succeeded and creates a refund.",
         "",
         "## Refund",
         "",
-        *_diagram(RefundState, REFUND_INITIAL),
-        *_table(RefundState, events.REFUND_EVENT_TYPES),
+        *_machine(RefundState, REFUND_INITIAL),
         "## Callback rejection reasons",
         "",
         "Label values of `motcua_payment_callback_rejections_total{reason}`:",

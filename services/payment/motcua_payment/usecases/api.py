@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from motcua_kit.auth import Principal
 from motcua_kit.db import transaction
 from motcua_kit.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, Refusal
+from motcua_kit.transitions import IllegalTransition
 from motcua_payment.adapters.gateways.base import GatewayUnavailable
 from motcua_payment.domain.access import actor_of, idempotency_scope, may_see
 from motcua_payment.domain.fees import PaymentOrder, authorise_payment_for, payment_request
@@ -24,7 +25,7 @@ from motcua_payment.domain.payment import (
     validate_idempotency_key,
     validate_payment_id,
 )
-from motcua_payment.domain.states import IllegalTransition, Trigger, allowed
+from motcua_payment.domain.states import Trigger, allowed
 from motcua_payment.metrics import GATEWAY_ERRORS
 from motcua_payment.usecases import moves
 from motcua_payment.usecases.ports import Ports, gateway, log

@@ -36,7 +36,7 @@ from motcua_payment.domain.payment import (
     new_pay_token,
     receipt_number,
 )
-from motcua_payment.domain.states import PaymentState, RefundState, State, Trigger
+from motcua_payment.domain.states import PaymentState, RefundState, State, Trigger, publishes
 from motcua_payment.metrics import (
     GATEWAY_ERRORS,
     PAYMENTS,
@@ -89,7 +89,7 @@ def create_many(ports: Ports, session: Session, new: Sequence[NewPayment]) -> li
                 payment.id, payment.state, Trigger.START, started.state, n.origin, n.actor, now
             ),
         ]
-        event_type = events.PAYMENT_EVENT_TYPES[started.state]
+        event_type = publishes(payment.state, Trigger.START)
         published.append(payment_event(started, event_type, payment.state, n.origin, n.actor, now))
     ports.repository.add_many(session, rows)
     ports.repository.record_transitions(session, moves)
@@ -168,7 +168,8 @@ def change(
     """Save a state change, record it and publish its event, in the caller's transaction."""
     ports.repository.save(session, after)
     record(ports, session, after.id, before.state, trigger, after.state, origin, actor, now)
-    event_type = events.PAYMENT_EVENT_TYPES[after.state]
+    event_type = publishes(before.state, trigger)
+    assert event_type, f"{trigger.value} from {before.state.value} publishes no event"
     publish(ports, session, after, event_type, before.state, origin, actor, now, reason=reason)
     outcome = "requested" if after.state is PaymentState.PENDING else after.state.value
     elapsed = max((now - after.created_at).total_seconds(), 0.0)
@@ -227,7 +228,7 @@ def send_refund(ports: Ports, payment_id: str, refund_id: str, origin: Origin) -
             ports,
             session,
             after,
-            events.REFUND_EVENT_TYPES[settled.state],
+            publishes(pending.state, trigger),
             after.state,
             origin,
             pending.requested_by,
