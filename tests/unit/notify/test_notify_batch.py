@@ -30,8 +30,6 @@ from motcua_notify.service import NotifyService
 from motcua_notify.settings import NotifySettings
 from notify_providers import dossier, payment_event, status_changed, submitted
 
-pytestmark = pytest.mark.integration
-
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 09:00 in Hội An, a Tuesday
 OPTED_OUT = "079203009999"
 _ADMIN = Principal("admin-1", frozenset({"admin"}))

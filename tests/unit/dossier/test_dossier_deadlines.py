@@ -21,8 +21,6 @@ from motcua_dossier.settings import DossierSettings
 from motcua_kit.auth import Principal
 from motcua_kit.service import ServiceHost
 
-pytestmark = pytest.mark.integration
-
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 OFFICER = Principal("officer-1", frozenset({"officer"}), agency_code="PHOIAN")
 CITIZEN_ID = "079203004567"

@@ -25,8 +25,6 @@ from motcua_kit.db import transaction
 from motcua_kit.envelope import Event
 from motcua_kit.service import ServiceHost
 
-pytestmark = pytest.mark.integration
-
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 CITIZEN_ID = "079203004567"
 OFFICER = Principal("officer-phoian-01", frozenset({"officer"}), agency_code="PHOIAN")
