@@ -42,8 +42,6 @@ from motcua_payment.service import PaymentService
 from motcua_payment.settings import PaymentSettings
 from motcua_payment.testing import dossier_event, payment_requested_event, signed_notification
 
-pytestmark = pytest.mark.integration
-
 SECRET = "usecase-hash-secret-0123456789"
 MERCHANT = "MOTCUA01"
 CITIZEN_ID = "079203004567"
