@@ -3,7 +3,7 @@
 Payloads: ``SUBMITTED`` carries ``DossierSubmitted``; every action type carries
 ``DossierStatusChanged``; ``DUE_SOON`` and ``OVERDUE`` carry ``DossierDeadline``
 (protos/motcua/dossier/v1/events.proto). The names are contracts/topics.yaml's, generated into
-``motcua.topics`` by `make events` (ADR 0078): nothing here spells one.
+``motcua.topics`` by `make generate` (ADR 0078): nothing here spells one.
 """
 
 from motcua import topics as t
