@@ -112,6 +112,7 @@ class PaymentService(Service):
                 self.handle_notification,
                 self.handle_return,
                 self.handle_pay_link,
+                s.public_http_options(),
             ).start()
             log.info("payment callbacks listening", extra={"callback_port": self._callbacks.port})
         return self._callbacks

@@ -7,13 +7,18 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from motcua_kit.public_http import PublicHttpSettings
 from motcua_kit.settings import ServiceSettings
 
 MIN_SECRET_LENGTH = 16
 
 
-class PaymentSettings(ServiceSettings):
+class PaymentSettings(ServiceSettings, PublicHttpSettings):
     """Adds the gateway, the callback endpoint and the timers' rhythm.
+
+    The callback endpoint's limits are the kit's ``PUBLIC_HTTP_*`` settings (ADR 0082): head
+    and body sizes, the request timeout, TLS, and the per-source rate limit on the callback
+    paths (``/payment/...``, ``/p/...``).
 
     The hash secret comes from ``GATEWAY_HASH_SECRET_FILE`` (a mounted Kubernetes Secret) or
     ``GATEWAY_HASH_SECRET``; the service refuses to serve without one.
@@ -33,6 +38,13 @@ class PaymentSettings(ServiceSettings):
     callback_public_url: str = ""
     # Optional: the portal page the return endpoint sends the payer on to.
     portal_result_url: str = ""
+    # Callbacks are GETs: no body is wanted (the kit's other PUBLIC_HTTP_* defaults hold).
+    public_http_max_body_bytes: int = Field(
+        default=8 * 1024,
+        ge=0,
+        description="Largest request body the callback endpoint accepts (its requests are "
+        "GETs); a larger one is answered 413.",
+    )
 
     # The gateway new payments go through, and how to reach it.
     gateway: str = "sandbox"

@@ -3,7 +3,8 @@ notification) and ``GET /payment/<gateway>/return`` (the payer's browser coming 
 ``GET /p/<token>``, the short pay link an SMS carries (a redirect to the gateway's page).
 
 Only translation happens here — routing, reading the query string, the pages and redirects
-answered; what a callback means is the service's business
+answered (on the kit's public HTTP server, :mod:`motcua_kit.public_http`: its limits come
+first); what a callback means is the service's business
 (:mod:`motcua_payment.usecases.callbacks`).
 """
 
@@ -11,13 +12,17 @@ from __future__ import annotations
 
 import html
 import logging
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from opentelemetry import trace
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from motcua_kit.public_http import ANY_METHOD, PublicHttpOptions, PublicHttpServer
 from motcua_payment.adapters.gateways.base import HttpAnswer
 from motcua_payment.domain.callbacks import CallbackRejected, RejectionReason
 from motcua_payment.domain.payment import Payment, format_vnd
@@ -47,92 +52,71 @@ def query_pairs(query: str) -> list[tuple[str, str]]:
         raise CallbackRejected(RejectionReason.MALFORMED, f"unreadable query: {exc}") from None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 30  # seconds a slow client may hold a thread
+def callback_app(ipn: CallbackHandler, ret: CallbackHandler, paylink: PayLinkHandler) -> Starlette:
+    """The endpoint as an ASGI app: one route, the paths read as they always were."""
 
-    def _answer(self, answer: HttpAnswer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        segments = parts.path.strip("/").split("/")
-        if parts.path == "/healthz":
-            self._answer(HttpAnswer(200, "text/plain", b"ok\n"))
-            return
-        if len(segments) == 2 and segments[0] == "p" and not parts.query:
-            self._pay_link(segments[1])
-            return
+    def route(method: str, path: str, query: str, client: str) -> HttpAnswer:
+        if method != "GET":
+            return HttpAnswer(501, "text/plain", b"unsupported method\n")
+        segments = path.strip("/").split("/")
+        if path == "/healthz":
+            return HttpAnswer(200, "text/plain", b"ok\n")
+        if len(segments) == 2 and segments[0] == "p" and not query:
+            return _traced("GET /p/{token}", lambda: paylink(segments[1], client))
         if len(segments) != 3 or segments[0] != "payment" or segments[2] not in ("ipn", "return"):
-            self._answer(HttpAnswer(404, "text/plain", b"not found\n"))
-            return
-        if len(parts.query) > MAX_QUERY:
-            self._answer(HttpAnswer(414, "text/plain", b"query too long\n"))
-            return
-        handler = self.server.ipn if segments[2] == "ipn" else self.server.ret
-        route = f"/payment/{{gateway}}/{segments[2]}"
+            return HttpAnswer(404, "text/plain", b"not found\n")
+        if len(query) > MAX_QUERY:
+            return HttpAnswer(414, "text/plain", b"query too long\n")
+        handler = ipn if segments[2] == "ipn" else ret
         # A span per callback: the events it causes carry its trace context.
-        with _tracer.start_as_current_span(
-            f"GET {route}",
-            kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": "GET", "http.route": route},
-        ) as span:
-            try:
-                answer = handler(segments[1], parts.query, self.client_address[0])
-            except Exception as exc:
-                log.exception("callback handling failed")
-                span.record_exception(exc)
-                answer = HttpAnswer(500, "text/plain", b"internal error\n")
-            span.set_attribute("http.response.status_code", answer.status)
-        self._answer(answer)
+        return _traced(
+            f"GET /payment/{{gateway}}/{segments[2]}",
+            lambda: handler(segments[1], query, client),
+        )
 
-    def _pay_link(self, token: str) -> None:
-        with _tracer.start_as_current_span(
-            "GET /p/{token}",
-            kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": "GET", "http.route": "/p/{token}"},
-        ) as span:
-            try:
-                answer = self.server.paylink(token, self.client_address[0])
-            except Exception as exc:
-                log.exception("pay link handling failed")
-                span.record_exception(exc)
-                answer = HttpAnswer(500, "text/plain", b"internal error\n")
-            span.set_attribute("http.response.status_code", answer.status)
-        self._answer(answer)
+    async def endpoint(request: Request) -> Response:
+        scope = request.scope
+        answer = await run_in_threadpool(
+            route,
+            request.method,
+            scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+            scope["query_string"].decode("latin-1"),
+            request.client.host if request.client else "",
+        )
+        headers = {
+            "Content-Type": answer.content_type,
+            "Cache-Control": "no-store",
+            **dict(answer.headers),
+        }
+        return Response(answer.body, answer.status, headers=headers)
 
-    def log_message(self, format: str, *args: object) -> None:
-        return  # the query string holds the signature: never write it to the access log
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=ANY_METHOD)])
 
 
-class _Server(ThreadingHTTPServer):
-    # HTTP/1.0 (one request per connection) and joined threads: stopping waits for the
-    # callbacks in hand, never for an idle keep-alive connection.
-    daemon_threads = False
-    block_on_close = True
+def _traced(route: str, call: Callable[[], HttpAnswer]) -> HttpAnswer:
+    with _tracer.start_as_current_span(
+        route,
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": "GET", "http.route": route},
+    ) as span:
+        try:
+            answer = call()
+        except Exception as exc:
+            log.exception("callback handling failed")
+            span.record_exception(exc)
+            answer = HttpAnswer(500, "text/plain", b"internal error\n")
+        span.set_attribute("http.response.status_code", answer.status)
+    return answer
 
-    def __init__(
-        self,
-        addr: tuple[str, int],
-        ipn: CallbackHandler,
-        ret: CallbackHandler,
-        paylink: PayLinkHandler,
-    ) -> None:
-        super().__init__(addr, _Handler)
-        self.ipn = ipn
-        self.ret = ret
-        self.paylink = paylink
+
+def _rate_limited(path: str) -> bool:
+    """The callback paths (IPN, return, pay links) are limited per source; /healthz is not."""
+    return path.startswith(("/payment/", "/p/"))
 
 
 class CallbackServer:
-    """The callback endpoint in a daemon thread; ``stop`` finishes the request in hand."""
+    """The callback endpoint on the kit's public HTTP server (uvicorn, its own thread);
+    ``stop`` lets the callbacks in hand finish (ADR 0082)."""
 
     def __init__(
         self,
@@ -141,21 +125,24 @@ class CallbackServer:
         ipn: CallbackHandler,
         ret: CallbackHandler,
         paylink: PayLinkHandler,
+        options: PublicHttpOptions | None = None,
     ) -> None:
-        self._server = _Server((host, port), ipn, ret, paylink)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="payment-callbacks", daemon=True
+        self._server = PublicHttpServer(
+            "payment-callbacks",
+            callback_app(ipn, ret, paylink),
+            host,
+            port,
+            options,
+            rate_limited=_rate_limited,
         )
+        self.port = self._server.port
 
     def start(self) -> CallbackServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
 
 _PAGE = """<!doctype html>
