@@ -10,42 +10,22 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# Re-exported: the code that writes and reads rows has long imported them from here.
+from motcua_kit.clock import aware as aware
+from motcua_kit.clock import utc as utc
+
 
 def on_commit(session: Session, action: Callable[[], None]) -> None:
     """Run ``action`` once the session's transaction commits (metrics count only what held)."""
     event.listen(session, "after_commit", lambda _s: action(), once=True)
-
-
-@overload
-def aware(value: datetime) -> datetime: ...
-@overload
-def aware(value: None) -> None: ...
-def aware(value: datetime | None) -> datetime | None:
-    """A datetime read back from the database as an aware UTC value.
-
-    SQLite hands back naive values (motcua stores UTC there); PostgreSQL aware ones.
-    """
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def utc(value: datetime) -> datetime:
-    """A datetime as it is written or compared in SQL: UTC.
-
-    SQLite keeps an aware value's wall-clock digits and drops its zone, so a bound in local
-    time (Asia/Ho_Chi_Minh) would be compared with stored UTC digits seven hours off.
-    """
-    return value.astimezone(UTC) if value.tzinfo else value
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

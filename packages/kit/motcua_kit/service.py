@@ -1,9 +1,12 @@
 """A service declared as a class, nameko-style, and the host that runs it.
 
-A service class names its entrypoints — gRPC servicers (:meth:`Service.grpc_services`), event
-handlers (:func:`event_handler`) and timers (:func:`timer`) — and its dependencies
-(:class:`Dependency`). The :class:`ServiceHost` builds the dependencies, wires the database,
+A service class names its settings (``Service[DossierSettings]``), its entrypoints — gRPC
+servicers (:meth:`Service.grpc_services`), event handlers (:func:`event_handler`) and timers
+(:func:`timer`) — and its dependencies (:class:`Dependency`). The :class:`ServiceHost` checks
+the settings, builds the dependencies, calls :meth:`Service.setup`, wires the database,
 outbox relay, consumer runners, gRPC server and metrics endpoint, and stops them gracefully.
+Every service gets ``settings``, ``context`` and ``clock``, :meth:`Service.publish` and
+:meth:`Service.idempotent` from the base (docs/adr/0083-kit-service-contract.md).
 A test replaces a dependency in one line::
 
     host = ServiceHost(DossierService, settings, overrides={"clock": FrozenClock(t)})
@@ -14,23 +17,29 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
 from types import FrameType
-from typing import Any, ClassVar, Generic, TypeVar, cast, overload
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin, overload
 
 from google.protobuf.message import Message
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from motcua_kit.auth import TokenVerifier
+from motcua_kit.clock import Clock, utc_now
 from motcua_kit.consumer import ConsumerRunner, Handler, dlq_topic
 from motcua_kit.db import make_engine, migrate, session_factory
+from motcua_kit.envelope import Event
 from motcua_kit.grpc_server import GrpcServer, Registration, ServerTLS
+from motcua_kit.idempotency import Earlier, idempotent
 from motcua_kit.kafka import ensure_topics, make_consumer, make_producer
 from motcua_kit.logging import configure_logging
 from motcua_kit.metrics import MetricsEndpoint
 from motcua_kit.outbox import Outbox, OutboxRelay
+from motcua_kit.registry import RegistryError, TopicSpec, default_registry
 from motcua_kit.settings import ServiceSettings
 from motcua_kit.shutdown import (
     EXIT_MARGIN_SECONDS,
@@ -45,22 +54,27 @@ from motcua_kit.worker import ProducingWorker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+K = TypeVar("K")
+R = TypeVar("R")
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 @dataclass
-class ServiceContext:
-    """What dependency factories may use."""
+class ServiceContext(Generic[SettingsT]):
+    """What dependency factories may use. ``settings`` is already checked against the
+    service's ``settings_class`` (a factory needs no ``isinstance``)."""
 
-    settings: ServiceSettings
+    settings: SettingsT
     engine: Engine
     sessions: sessionmaker[Session]
     outbox: Outbox
 
 
-class Dependency(Generic[T]):
+class Dependency(Generic[T_co]):
     """A dependency declared on a service class, built by the host, replaceable by name."""
 
-    def __init__(self, factory: Callable[[ServiceContext], T]) -> None:
+    def __init__(self, factory: Callable[[ServiceContext[Any]], T_co]) -> None:
         self.factory = factory
         self.name = ""
 
@@ -68,14 +82,14 @@ class Dependency(Generic[T]):
         self.name = name
 
     @overload
-    def __get__(self, instance: None, owner: type) -> Dependency[T]: ...
+    def __get__(self, instance: None, owner: type) -> Dependency[T_co]: ...
     @overload
-    def __get__(self, instance: object, owner: type) -> T: ...
-    def __get__(self, instance: object | None, owner: type) -> T | Dependency[T]:
+    def __get__(self, instance: object, owner: type) -> T_co: ...
+    def __get__(self, instance: object | None, owner: type) -> T_co | Dependency[T_co]:
         if instance is None:
             return self
         try:
-            return cast(T, instance.__dict__[self.name])
+            return cast(T_co, instance.__dict__[self.name])
         except KeyError:
             raise RuntimeError(f"dependency {self.name!r} used before the host built it") from None
 
@@ -129,20 +143,113 @@ def timer(interval_seconds: float | str) -> Callable[[Callable[..., T]], Callabl
     return mark
 
 
-class Service:
-    """Base of every motcua service class."""
+class Service(Generic[SettingsT]):
+    """Base of every motcua service class: ``class DossierService(Service[DossierSettings])``.
+
+    What the host provides, once, before :meth:`setup`: ``settings`` (the instance of
+    ``settings_class``, checked by the host), ``context`` (engine, sessions, outbox) and
+    ``clock`` (the system's UTC clock unless a test overrides it).
+    """
 
     name: ClassVar[str]
-    settings_class: ClassVar[type[ServiceSettings]]
+    # Taken from ``Service[X]`` when the class does not set it.
+    settings_class: ClassVar[type[ServiceSettings]] = ServiceSettings
     metadata: ClassVar[MetaData]
     outbox_table: ClassVar[Table | None] = None
     inbox_table: ClassVar[Table | None] = None
     migrations: ClassVar[str]  # Alembic script location, "package:folder"
-    publishes: ClassVar[tuple[str, ...]] = ()
+    publishes: ClassVar[tuple[str, ...]] = ()  # the topics the service produces
+
+    context: Dependency[ServiceContext[Any]] = Dependency(lambda ctx: ctx)
+    clock: Dependency[Clock] = Dependency(lambda ctx: utc_now)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            if get_origin(base) is not Service:
+                continue
+            (argument,) = get_args(base)
+            if not (isinstance(argument, type) and issubclass(argument, ServiceSettings)):
+                continue
+            declared = cls.__dict__.get("settings_class")
+            if declared is None:
+                cls.settings_class = argument
+            elif not issubclass(declared, argument):
+                raise TypeError(
+                    f"{cls.__name__}: settings_class {declared.__name__} is not the "
+                    f"{argument.__name__} of Service[{argument.__name__}]"
+                )
+
+    @property
+    def settings(self) -> SettingsT:
+        """The service's settings, of its ``settings_class`` (the host checked it)."""
+        return cast(SettingsT, self.context.settings)
+
+    def setup(self) -> None:
+        """Hook: runs once, when the host has built every dependency (overrides included).
+
+        Plain wiring only — objects made from the dependencies and settings; no I/O, since
+        ``migrate`` builds the service too. Checks that may refuse to start go in
+        :meth:`on_start`.
+        """
 
     def grpc_services(self) -> list[tuple[str, Registration]]:
         """(full service name, registration function) for each gRPC servicer of the service."""
         return []
+
+    # -- what every use case does the same way -------------------------------------------------
+    def publish(
+        self, session: Session, event_type: str, subject: str, message: Message, time: datetime
+    ) -> None:
+        """Put one event in the outbox, in the caller's transaction, on the topic that the
+        registry says carries ``event_type`` (``time``: the change's, from :attr:`clock`).
+
+        The record key is ``subject`` (the dossier code); ``ce_source`` is the topic's; a
+        type on a topic the service does not publish is refused.
+        """
+        topic = self._topic_of(event_type)
+        event = Event.new(
+            source=topic.source, type=event_type, subject=subject, message=message, time=time
+        )
+        self._outbox().add(session, topic.name, event)
+
+    def publish_events(self, session: Session, events: Sequence[Event]) -> None:
+        """Put events already built (a batch, or events carrying their own trace) in the
+        outbox in order, each on its type's topic: one insert per run of one topic."""
+        outbox = self._outbox()
+        for topic, run in groupby(events, key=lambda e: self._topic_of(e.type).name):
+            outbox.add_many(session, topic, list(run))
+
+    def idempotent(
+        self,
+        scope: K,
+        fingerprint: str,
+        *,
+        find: Callable[[Session, K], Earlier[R] | None],
+        create: Callable[[Session, K], R],
+        refuse: Callable[[R], Exception],
+    ) -> tuple[R, bool]:
+        """Create once per scope; returns (result, replayed). The same body again replays,
+        another is refused, a concurrent duplicate is resolved by one retry
+        (:func:`motcua_kit.idempotency.idempotent`)."""
+        return idempotent(
+            self.context.sessions, scope, fingerprint, find=find, create=create, refuse=refuse
+        )
+
+    def _topic_of(self, event_type: str) -> TopicSpec:
+        topic = default_registry().topic_of(event_type)
+        if topic.name not in type(self).publishes:
+            raise RegistryError(
+                f"{type(self).__name__} does not publish {event_type}: its topic {topic.name} "
+                f"is not one of publishes ({', '.join(type(self).publishes) or 'none'})"
+            )
+        return topic
+
+    def _outbox(self) -> Outbox:
+        outbox: Outbox | None = self.context.outbox
+        if outbox is None:
+            raise RuntimeError(f"{type(self).__name__} publishes but declares no outbox_table")
+        return outbox
 
     def on_start(self) -> None:
         """Hook: runs before the relay, consumers, timers and gRPC start.
@@ -187,10 +294,16 @@ class ServiceHost:
 
     def __init__(
         self,
-        service_cls: type[Service],
+        service_cls: type[Service[Any]],
         settings: ServiceSettings,
         overrides: dict[str, Any] | None = None,
     ) -> None:
+        expected = service_cls.settings_class
+        if not isinstance(settings, expected):
+            raise TypeError(
+                f"{service_cls.__name__} runs with {expected.__name__}, "
+                f"not {type(settings).__name__}"
+            )
         self.service_cls = service_cls
         self.settings = settings
         self.overrides = overrides or {}
@@ -208,18 +321,23 @@ class ServiceHost:
         self._ready = False
         self.abandoned: list[str] = []  # what the last stop had to leave running
 
-    def _build(self) -> Service:
+    def _build(self) -> Service[Any]:
+        """The service with its dependencies (a subclass's declaration wins over its base's,
+        an override over both), then its :meth:`Service.setup`."""
         service = self.service_cls.__new__(self.service_cls)
         service.__dict__["_motcua_stopping"] = self._stop
         ctx = ServiceContext(self.settings, self.engine, self.sessions, self.outbox)  # type: ignore[arg-type]
+        declared: dict[str, Dependency[Any]] = {}
         for klass in reversed(type(service).__mro__):
             for name, attr in vars(klass).items():
                 if isinstance(attr, Dependency):
-                    value = self.overrides[name] if name in self.overrides else attr.factory(ctx)
-                    service.__dict__[name] = value
-        init = getattr(service, "setup", None)
-        if callable(init):
-            init()
+                    declared[name] = attr
+                else:
+                    declared.pop(name, None)  # a subclass replaced it with something else
+        for name, dependency in declared.items():
+            value = self.overrides[name] if name in self.overrides else dependency.factory(ctx)
+            service.__dict__[name] = value
+        service.setup()
         return service
 
     def migrate(self) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from motcua_audit import events
@@ -21,7 +21,6 @@ from motcua_audit.domain import permissions
 from motcua_audit.domain.access import AccessRecord, access_entry, acting_actor, reused
 from motcua_audit.domain.entry import Actor
 from motcua_audit.sequencer import SequencingTimeout
-from motcua_kit.db import transaction
 from motcua_kit.errors import Aborted
 
 if TYPE_CHECKING:
@@ -39,40 +38,40 @@ def record_access(
     )
     source = events.ACCESS_SOURCE_PREFIX + principal.subject
     fingerprint = record.fingerprint(actor)
-    try:
-        return _record_access_once(svc, record, actor, source, fingerprint)
-    except IntegrityError:
-        # The same caller sent the same record id concurrently and won; replay it.
-        return _record_access_once(svc, record, actor, source, fingerprint)
-
-
-def _record_access_once(
-    svc: AuditService, record: AccessRecord, actor: Actor, source: str, fingerprint: str
-) -> tuple[db.StoredEntry, bool]:
-    with transaction(svc.context.sessions) as session:
-        # Staging first, then the log: a row moves from one to the other in one commit,
-        # so in this order a record sequenced in between is seen in one of them.
-        staged = svc.entries.staged_by_source_and_id(session, source, record.record_id)
-        earlier = (
-            None
-            if staged is not None
-            else svc.entries.by_source_and_id(session, source, record.record_id)
-        )
-        if earlier is not None:
-            if earlier.fingerprint != fingerprint:
-                raise reused(record.record_id, earlier.index)
-            return earlier, True
-        if staged is not None:  # sent before, not sequenced yet: a replay once it is
-            if staged.fingerprint != fingerprint:
-                raise reused(record.record_id, None)
-            mine = None
-        else:
-            mine = _stage_access(svc, session, record, actor, source, fingerprint)
+    done, replayed = svc.idempotent(
+        (source, record.record_id),
+        fingerprint,
+        find=partial(_earlier, svc),
+        create=lambda session, _scope: _stage_access(
+            svc, session, record, actor, source, fingerprint
+        ),
+        refuse=lambda earlier: reused(record.record_id, _index(earlier)),
+    )
+    if isinstance(done, db.StoredEntry):
+        return done, True
+    # Staged (by this call, or sent before and not sequenced yet: a replay once it is).
     stored = _sequenced(svc, source, record.record_id)
     if stored.fingerprint != fingerprint:  # a concurrent call with other content won
         raise reused(record.record_id, stored.index)
     # Ours, unless it was a replay or a concurrent call with the same content won.
-    return stored, mine is None or stored.canonical != mine.canonical
+    return stored, replayed or stored.canonical != done.canonical
+
+
+def _earlier(
+    svc: AuditService, session: Session, scope: tuple[str, str]
+) -> tuple[db.StagedEntry | db.StoredEntry, str | None] | None:
+    """What the record id already holds: staged, or in the log.
+
+    Staging first, then the log: a row moves from one to the other in one commit, so in this
+    order a record sequenced in between is seen in one of them.
+    """
+    staged = svc.entries.staged_by_source_and_id(session, *scope)
+    found = staged if staged is not None else svc.entries.by_source_and_id(session, *scope)
+    return None if found is None else (found, found.fingerprint)
+
+
+def _index(entry: db.StagedEntry | db.StoredEntry) -> int | None:
+    return entry.index if isinstance(entry, db.StoredEntry) else None
 
 
 def _sequenced(svc: AuditService, source: str, record_id: str) -> db.StoredEntry:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from functools import partial
-from typing import ClassVar
 
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session
@@ -47,7 +45,7 @@ from motcua_kit.consumer import Handler
 from motcua_kit.db import on_commit, transaction
 from motcua_kit.envelope import Event
 from motcua_kit.grpc_server import Registration, registration
-from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
+from motcua_kit.service import Dependency, Service, event_handler, timer
 
 log = logging.getLogger(__name__)
 
@@ -55,30 +53,17 @@ TICK_SECONDS = 0.5
 """The timer's period; signing and self-checks run when their configured interval is due."""
 
 
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def _settings(ctx: ServiceContext) -> AuditSettings:
-    assert isinstance(ctx.settings, AuditSettings)
-    return ctx.settings
-
-
-class AuditService(Service):
+class AuditService(Service[AuditSettings]):
     """Consumes every event topic and RecordAccess calls; each becomes one log entry."""
 
     name = "audit"
-    settings_class = AuditSettings
     metadata = db.metadata
     inbox_table = db.inbox
     migrations = "motcua_audit:migrations"
-    publishes: ClassVar[tuple[str, ...]] = ()
 
     entries: Dependency[db.AuditLogRepository] = Dependency(lambda ctx: db.AuditLogRepository())
     heads: Dependency[db.TreeHeadRepository] = Dependency(lambda ctx: db.TreeHeadRepository())
-    keys: Dependency[LazyKeyRing] = Dependency(lambda ctx: LazyKeyRing(_settings(ctx)))
-    clock: Dependency[Callable[[], datetime]] = Dependency(lambda ctx: system_clock)
-    context: Dependency[ServiceContext] = Dependency(lambda ctx: ctx)
+    keys: Dependency[LazyKeyRing] = Dependency(lambda ctx: LazyKeyRing(ctx.settings))
 
     def setup(self) -> None:
         self._sign_lock = threading.Lock()
@@ -107,10 +92,6 @@ class AuditService(Service):
     def on_stop(self) -> None:
         """Stop the sequencer after its batch in hand; what is still staged stays staged."""
         self.sequencer.stop(min(self.settings.shutdown_grace_seconds / 4, 2.0))
-
-    @property
-    def settings(self) -> AuditSettings:
-        return _settings(self.context)
 
     @property
     def key_ring(self) -> KeyRing:

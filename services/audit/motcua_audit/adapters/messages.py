@@ -20,27 +20,17 @@ from motcua_audit.adapters.db import StoredEntry
 from motcua_audit.adapters.keys import PublishedKey
 from motcua_audit.domain.entry import Actor, Entry, EntryKind, Role
 from motcua_audit.domain.tree_head import SignedTreeHead, public_key_to_pem
+from motcua_kit.actors import actor_to_proto, role_from_proto
 from motcua_kit.db import aware
 from motcua_kit.envelope import Event
 from motcua_kit.proto import timestamp
 
 _KIND = {EntryKind.EVENT: audit_pb2.ENTRY_KIND_EVENT, EntryKind.ACCESS: audit_pb2.ENTRY_KIND_ACCESS}
-_ROLE = {
-    Role.UNKNOWN: common_pb2.ROLE_UNSPECIFIED,
-    Role.CITIZEN: common_pb2.ROLE_CITIZEN,
-    Role.OFFICER: common_pb2.ROLE_OFFICER,
-    Role.ADMIN: common_pb2.ROLE_ADMIN,
-    Role.SERVICE: common_pb2.ROLE_SERVICE,
-}
-_ROLE_OF = {v: k for k, v in _ROLE.items()}
-
-
-def role_from_proto(role: int) -> Role:
-    return _ROLE_OF.get(role, Role.UNKNOWN)
 
 
 def actor_from_proto(actor: common_pb2.Actor) -> Actor:
-    return Actor(actor.subject, role_from_proto(actor.role), actor.agency_code)
+    """An actor off the wire; a role the contracts do not name is ``Role.UNKNOWN``."""
+    return Actor(actor.subject, Role(role_from_proto(actor.role)), actor.agency_code)
 
 
 def head_to_proto(signed: SignedTreeHead) -> audit_pb2.SignedTreeHead:
@@ -70,9 +60,7 @@ def entry_to_proto(
         recorded_at=timestamp(e.recorded_at),
         topic=e.topic,
         kind=_KIND[e.kind],
-        actor=common_pb2.Actor(
-            subject=e.actor.subject, role=_ROLE[e.actor.role], agency_code=e.actor.agency_code
-        ),
+        actor=actor_to_proto(e.actor),
         canonical_entry=stored.canonical,
         leaf_hash=stored.leaf_hash,
         purpose=e.purpose,
