@@ -50,7 +50,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from motcua_kit.envelope import EnvelopeError, Event, decode
+from motcua_kit.kafka import describe_auth_error, is_auth_error, sticky_auth_failure
 from motcua_kit.metrics import CONSUMER_LAG, DLQ_PUBLISHED, EVENTS_CONSUMED
+from motcua_kit.readiness import READINESS
 from motcua_kit.tracing import context_from_kafka_headers
 from motcua_kit.worker import ProducingWorker
 
@@ -113,6 +115,12 @@ def _is_psycopg(session: Session) -> bool:
     return dialect.name == "postgresql" and dialect.driver == "psycopg"
 
 
+# After an authentication or authorization failure: the retry waits double up to this, and the
+# service is ready again once its partitions have been read for this long without one.
+_AUTH_RETRY_MAX_SECONDS = 30.0
+_AUTH_PROBATION_SECONDS = 3.0
+
+
 def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
@@ -155,6 +163,7 @@ class ConsumerRunner(ProducingWorker):
         self._tracer = trace.get_tracer(f"motcua.{service}.consumer")
         self.assigned = threading.Event()
         self._lag_reported: set[TopicPartition] = set()
+        self._refused = 0  # authentication/authorization failures since it last worked
         for topic in self.topics:
             # Start every DLQ counter at 0, so "increased" alerts see the first dead letter.
             DLQ_PUBLISHED.labels(service, topic)
@@ -566,24 +575,46 @@ class ConsumerRunner(ProducingWorker):
         )
 
     # -- the loop ----------------------------------------------------------------------------
+    @property
+    def _component(self) -> str:
+        return f"consumer {self.group_id}"
+
     def run(self) -> None:
-        while not self._stop.is_set():
-            consumer: KafkaConsumer | None = None
-            try:
-                consumer = self._consumer_factory(self.group_id)
-                consumer.subscribe(self.topics)
-                self._consume(consumer)
-            except Exception as exc:
-                log.warning("consumer %s failed, restarting: %s", self.group_id, exc)
-                self._stop.wait(1.0)
-            finally:
-                if consumer is not None:
-                    try:
-                        # Leaving the group within what is left of the stop's budget.
-                        close_ms = int(self._remaining(5.0) * 1000)
-                        consumer.close(autocommit=False, timeout_ms=close_ms)
-                    except Exception:
-                        log.debug("closing consumer failed", exc_info=True)
+        try:
+            while not self._stop.is_set():
+                consumer: KafkaConsumer | None = None
+                refused_wait = 0.0
+                try:
+                    consumer = self._consumer_factory(self.group_id)
+                    consumer.subscribe(self.topics)
+                    self._consume(consumer)
+                except Exception as exc:
+                    if not is_auth_error(exc):
+                        log.warning("consumer %s failed, restarting: %s", self.group_id, exc)
+                        self._stop.wait(1.0)
+                        continue
+                    # Not a crash and no restart of the process: an ACL or a password is
+                    # missing. Not ready (the pod leaves rotation), retrying ever more slowly.
+                    self._refused += 1
+                    user = str(consumer.config.get("sasl_plain_username") or "") if consumer else ""
+                    reason = f"consumer group {self.group_id}: " + describe_auth_error(
+                        exc, user, group=self.group_id
+                    )
+                    READINESS.block(self.service, self._component, reason)
+                    refused_wait = min(2.0**self._refused, _AUTH_RETRY_MAX_SECONDS)
+                    log.error("%s; not ready, retrying in %.0f s", reason, refused_wait)
+                finally:
+                    if consumer is not None:
+                        try:
+                            # Leaving the group within what is left of the stop's budget.
+                            close_ms = int(self._remaining(5.0) * 1000)
+                            consumer.close(autocommit=False, timeout_ms=close_ms)
+                        except Exception:
+                            log.debug("closing consumer failed", exc_info=True)
+                if refused_wait:
+                    self._stop.wait(refused_wait)  # closed meanwhile: no retries in the background
+        finally:
+            READINESS.clear(self.service, self._component)
 
     def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """One poll, topped up for at most the batch wait while under the batch size."""
@@ -605,10 +636,23 @@ class ConsumerRunner(ProducingWorker):
 
     def _consume(self, consumer: KafkaConsumer) -> None:
         last_lag = 0.0
+        created = time.monotonic()
+        assigned_since: float | None = None
         while not self._stop.is_set():
             batch = self._poll(consumer)
             if consumer.assignment():
                 self.assigned.set()
+                now = time.monotonic()
+                assigned_since = assigned_since or now
+                # A refusal of the fetches comes within a poll or two of the assignment:
+                # ready again only once the partitions have been read for a while.
+                if self._refused and now - assigned_since >= _AUTH_PROBATION_SECONDS:
+                    self._refused = 0
+                    READINESS.clear(self.service, self._component)
+            elif not batch:
+                failure = sticky_auth_failure(consumer, created)
+                if failure is not None:
+                    raise failure  # kafka-python only logs a refused handshake and retries
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             for tp, records in batch.items():
                 if self._stop.is_set():

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from motcua_kit import errors
 from motcua_kit.auth import TokenVerifier, reset_principal, set_principal
 from motcua_kit.metrics import GRPC_LATENCY, GRPC_REQUESTS
+from motcua_kit.readiness import READINESS
 from motcua_kit.tracing import context_from_headers
 
 log = logging.getLogger(__name__)
@@ -372,6 +373,9 @@ class GrpcServer:
         else:
             self.port = self._server.add_insecure_port(address)
         self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health_lock = threading.Lock()
+        self._stopping = False
+        self._unwatch: Callable[[], None] = lambda: None
 
     def _set_all(self, status: int) -> None:
         for name in ["", *self._service_names]:
@@ -379,7 +383,18 @@ class GrpcServer:
 
     def start(self) -> None:
         self._server.start()
-        self._set_all(health_pb2.HealthCheckResponse.SERVING)
+        # SERVING unless a worker reports it cannot work until an operator acts (a refused
+        # Kafka password, a missing ACL); then NOT_SERVING until it can (motcua_kit.readiness).
+        self._unwatch = READINESS.watch(self.service, self._on_readiness)
+
+    def _on_readiness(self, blocks: dict[str, str]) -> None:
+        with self._health_lock:
+            if self._stopping:
+                return
+            if blocks:
+                self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+            else:
+                self._set_all(health_pb2.HealthCheckResponse.SERVING)
 
     @property
     def in_flight(self) -> int:
@@ -397,7 +412,10 @@ class GrpcServer:
         end of it: the call was cancelled, but its thread (not a daemon) may still be busy.
         """
         deadline = time.monotonic() + max(grace, 0.0)
-        self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        with self._health_lock:
+            self._stopping = True
+            self._unwatch()
+            self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         stopped = self._server.stop(grace)
         idle = self._in_flight.wait_idle(grace)
         stopped.wait(max(deadline - time.monotonic(), 0.0))

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import (
+    AuthorizationError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from motcua_kit.settings import ServiceSettings
 
@@ -131,3 +139,104 @@ def _served(topic: dict[str, Any] | None) -> bool:
         and bool(topic.get("partitions"))
         and all(p.get("leader_id", -1) != -1 for p in topic["partitions"])
     )
+
+
+# -- authentication and authorization failures (ADR 0084) ----------------------------------
+AUTH_ERRORS: tuple[type[Exception], ...] = (AuthorizationError, SaslAuthenticationFailedError)
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """Kafka refused the credentials, or the principal lacks an ACL: retrying cannot help
+    until an operator acts (the worker keeps retrying, the service is not ready)."""
+    return isinstance(exc, AUTH_ERRORS)
+
+
+class _RefusalWatch(logging.Filter):
+    """Remembers the last refused SASL handshake kafka-python logs (and lets the line pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: tuple[float, Exception] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, SaslAuthenticationFailedError):
+                self.last = (time.monotonic(), arg)
+        return True
+
+
+_REFUSALS = _RefusalWatch()
+for _name in ("kafka.net.manager", "kafka.net.connection"):
+    if _REFUSALS not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_REFUSALS)
+
+
+def _connection_manager(client: Any) -> Any:
+    for path in (("_manager",), ("_client", "_manager"), ("_sender", "_client", "_manager")):
+        obj = client
+        for name in path:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    return None
+
+
+def sticky_auth_failure(client: Any, since: float = 0.0) -> Exception | None:
+    """The authentication failure that keeps a kafka-python client from working, if any.
+
+    kafka-python 3 raises a refused SASL handshake neither from ``poll`` (a consumer polls
+    nothing for ever) nor from ``send`` (a timeout): it logs it and retries. This finds it:
+    the failure its connection manager records for a broker, or — while the client has not
+    bootstrapped — a refusal kafka-python logged at or after ``since`` (``time.monotonic()``;
+    one process has one set of credentials). Pinned by tests/unit/kit/test_kafka_auth.py.
+    """
+    manager = _connection_manager(client)
+    failures = getattr(manager, "_auth_failures", None)
+    if isinstance(failures, dict):
+        for exc in list(failures.values()):
+            if isinstance(exc, Exception):
+                return exc
+    last = _REFUSALS.last
+    if last is not None and last[0] >= since and not getattr(manager, "bootstrapped", False):
+        return last[1]
+    return None
+
+
+def describe_auth_error(
+    exc: BaseException, settings_user: str, *, group: str = "", writing: bool = False
+) -> str:
+    """One line an operator can act on: who was refused what, and what to grant."""
+    who = f"User:{settings_user}" if settings_user else "the client's principal"
+    kind = type(exc).__name__
+    if isinstance(exc, SaslAuthenticationFailedError):
+        return (
+            f"Kafka refused the credentials of {who} ({kind}: {exc}); check the SASL username "
+            "and password (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD)"
+        )
+    if isinstance(exc, TopicAuthorizationFailedError):
+        topics = _names(exc)
+        op = "WRITE" if writing else "READ"
+        return (
+            f"{who} is not authorized to {op} topic {topics} ({kind}); "
+            f"grant {who} {op} on topic {topics}"
+        )
+    if isinstance(exc, GroupAuthorizationFailedError):
+        name = _names(exc) or group
+        return (
+            f"{who} is not authorized to use consumer group {name} ({kind}); "
+            f"grant {who} READ on group {name}"
+        )
+    if isinstance(exc, ClusterAuthorizationFailedError):
+        return f"{who} is not authorized for a cluster operation ({kind}: {exc})"
+    return f"{who} is not authorized ({kind}: {exc})"
+
+
+def _names(exc: BaseException) -> str:
+    """The topic or group names a kafka-python authorization error carries, comma-joined."""
+    arg = exc.args[0] if exc.args else ""
+    if isinstance(arg, (set, frozenset, list, tuple)):
+        return ", ".join(sorted(str(a) for a in arg))
+    return str(arg)

@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from motcua_kit.readiness import READINESS
+
 GRPC_REQUESTS = Counter(
     "motcua_grpc_requests_total", "gRPC calls handled", ["service", "method", "code"]
 )
@@ -53,8 +55,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/healthz":
             body, ctype, code = b"ok\n", "text/plain", 200
         elif self.path == "/readyz":
-            ready = self.server.ready()
-            body, ctype = (b"ready\n" if ready else b"not ready\n"), "text/plain"
+            # Not ready also while a worker reports it cannot work until an operator acts
+            # (motcua_kit.readiness); the reasons are in the body.
+            blocked = READINESS.reasons()
+            ready = self.server.ready() and not blocked
+            body = b"ready\n" if ready else b"not ready\n"
+            body += "".join(f"{k}: {v}\n" for k, v in sorted(blocked.items())).encode()
+            ctype = "text/plain"
             code = 200 if ready else 503
         else:
             body, ctype, code = b"not found\n", "text/plain", 404

@@ -49,12 +49,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from motcua_kit.db import aware, on_commit
 from motcua_kit.envelope import Event, encode
+from motcua_kit.kafka import describe_auth_error, is_auth_error, sticky_auth_failure
 from motcua_kit.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_ERRORS,
     OUTBOX_PUBLISHED,
 )
+from motcua_kit.readiness import READINESS
 from motcua_kit.tracing import current_traceparent
 from motcua_kit.worker import ProducingWorker
 
@@ -393,9 +395,19 @@ class OutboxRelay(ProducingWorker):
                 try:
                     full = self.publish_batch() >= self._batch
                     backoff = self._poll
+                    READINESS.clear(self._service, "outbox relay")
                 except Exception as exc:
                     OUTBOX_PUBLISH_ERRORS.labels(self._service).inc()
-                    log.warning("outbox publish failed, will retry: %s", exc)
+                    refused = exc if is_auth_error(exc) else sticky_auth_failure(self._producer)
+                    if refused is not None:
+                        user = ""
+                        if self._producer is not None:
+                            user = str(self._producer.config.get("sasl_plain_username") or "")
+                        reason = "outbox relay: " + describe_auth_error(refused, user, writing=True)
+                        READINESS.block(self._service, "outbox relay", reason)
+                        log.error("%s; not ready, will retry", reason)
+                    else:
+                        log.warning("outbox publish failed, will retry: %s", exc)
                     self._reset_producer()
                     backoff = min(backoff * 2, 5.0)
                     self._update_gauges()
@@ -405,6 +417,7 @@ class OutboxRelay(ProducingWorker):
                 if not full:
                     self._wait_for_work(backoff)
         finally:
+            READINESS.clear(self._service, "outbox relay")
             self._close_listener()
             self._wakeup.close()  # a late set() on it is a no-op
 
