@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
 
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session
@@ -37,15 +36,13 @@ from motcua_payment.domain.fees import PaymentOrder
 from motcua_payment.domain.payment import Payment, Refund
 from motcua_payment.settings import PaymentSettings
 from motcua_payment.usecases import api, callbacks, dossier_events, jobs
-from motcua_payment.usecases.ports import Clock, system_clock
 
 log = logging.getLogger(__name__)
 
 
-def _gateways(ctx: ServiceContext) -> Mapping[str, Gateway]:
+def _gateways(ctx: ServiceContext[PaymentSettings]) -> Mapping[str, Gateway]:
     """The configured gateway adapters by name (the sandbox speaks the VNPay-style protocol)."""
     s = ctx.settings
-    assert isinstance(s, PaymentSettings)
     gateway = VnpayStyleGateway(
         s.gateway,
         s.gateway_base_url,
@@ -56,31 +53,22 @@ def _gateways(ctx: ServiceContext) -> Mapping[str, Gateway]:
     return {gateway.name: gateway}
 
 
-class PaymentService(Service):
+class PaymentService(Service[PaymentSettings]):
     """Procedure fees (lệ phí thủ tục hành chính) for dossiers, through payment gateways."""
 
     name = "payment"
-    settings_class = PaymentSettings
     metadata = db.metadata
     outbox_table = db.outbox
     inbox_table = db.inbox
     migrations = "motcua_payment:migrations"
-    publishes: ClassVar[tuple[str, ...]] = (events.TOPIC,)
+    publishes = (events.TOPIC,)
 
-    clock: Dependency[Clock] = Dependency(lambda ctx: system_clock)
     repository: Dependency[db.PaymentRepository] = Dependency(lambda ctx: db.PaymentRepository())
     gateways: Dependency[Mapping[str, Gateway]] = Dependency(_gateways)
-    context: Dependency[ServiceContext] = Dependency(lambda ctx: ctx)
 
     _callbacks: CallbackServer | None = None
 
     # -- wiring ------------------------------------------------------------------------------
-    @property
-    def settings(self) -> PaymentSettings:
-        s = self.context.settings
-        assert isinstance(s, PaymentSettings)
-        return s
-
     def on_start(self) -> None:
         """Refuse to start without a usable secret; open the HTTP callback endpoint."""
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from motcua_kit.consumer import inbox_table
-from motcua_kit.db import aware
+from motcua_kit.db import aware, utc
 from motcua_kit.outbox import outbox_table
 from motcua_payment.domain.fees import DossierFee, FeeState
 from motcua_payment.domain.payment import (
@@ -178,15 +178,6 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 
-def _utc(value: datetime) -> datetime:
-    """What is written: UTC (SQLite keeps no offset, so everything must be in one zone)."""
-    return value.astimezone(UTC)
-
-
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
-
-
 @dataclass(frozen=True)
 class Moved:
     """One history row: a payment (or one of its refunds) moved from ``source`` to ``target``."""
@@ -224,8 +215,8 @@ class PaymentRepository:
                 "payer_phone": payment.payer.phone,
                 "payer_email": payment.payer.email,
                 "gateway": payment.gateway,
-                "created_at": _utc(payment.created_at),
-                "expires_at": _utc(payment.expires_at),
+                "created_at": utc(payment.created_at),
+                "expires_at": utc(payment.expires_at),
                 "created_by_subject": payment.created_by.subject,
                 "created_by_role": payment.created_by.role,
                 "created_by_agency": payment.created_by.agency_code,
@@ -254,8 +245,8 @@ class PaymentRepository:
             "gateway_transaction_id": payment.gateway_transaction_id,
             "failure_code": payment.failure_code,
             "receipt_number": payment.receipt.number if payment.receipt else None,
-            "receipt_issued_at": _utc(payment.receipt.issued_at) if payment.receipt else None,
-            "settled_at": _utc_or_none(payment.settled_at),
+            "receipt_issued_at": utc(payment.receipt.issued_at) if payment.receipt else None,
+            "settled_at": utc(payment.settled_at),
         }
 
     def get(self, session: Session, payment_id: str, *, lock: bool = False) -> Payment | None:
@@ -359,7 +350,7 @@ class PaymentRepository:
                 "payer_phone": fee.payer.phone,
                 "payer_email": fee.payer.email,
                 "request_event_id": fee.request_event_id,
-                "updated_at": _utc(now),
+                "updated_at": utc(now),
             }
             for fee in fees
         ]
@@ -382,8 +373,8 @@ class PaymentRepository:
                 select(payments.c.id)
                 .where(
                     payments.c.state == PaymentState.PENDING.value,
-                    payments.c.created_at <= _utc(before),
-                    payments.c.expires_at > _utc(not_expired_at),
+                    payments.c.created_at <= utc(before),
+                    payments.c.expires_at > utc(not_expired_at),
                 )
                 .order_by(payments.c.created_at)
                 .limit(limit)
@@ -397,7 +388,7 @@ class PaymentRepository:
                 select(payments.c.id)
                 .where(
                     payments.c.state.in_([s.value for s in OPEN_STATES]),
-                    payments.c.expires_at <= _utc(now),
+                    payments.c.expires_at <= utc(now),
                 )
                 .order_by(payments.c.expires_at)
                 .limit(limit)
@@ -412,7 +403,7 @@ class PaymentRepository:
             select(refunds.c.payment_id, refunds.c.id)
             .where(
                 refunds.c.state == RefundState.REQUESTED.value,
-                refunds.c.requested_at <= _utc(before),
+                refunds.c.requested_at <= utc(before),
             )
             .order_by(refunds.c.requested_at)
             .limit(limit)
@@ -427,7 +418,7 @@ class PaymentRepository:
                 payment_id=refund.payment_id,
                 amount_vnd=refund.amount_vnd,
                 reason=refund.reason,
-                requested_at=_utc(refund.requested_at),
+                requested_at=utc(refund.requested_at),
                 requested_by_subject=refund.requested_by.subject,
                 requested_by_role=refund.requested_by.role,
                 requested_by_agency=refund.requested_by.agency_code,
@@ -448,7 +439,7 @@ class PaymentRepository:
             "state": refund.state.value,
             "gateway_transaction_id": refund.gateway_transaction_id,
             "failure_code": refund.failure_code,
-            "settled_at": _utc_or_none(refund.settled_at),
+            "settled_at": utc(refund.settled_at),
         }
 
     def refund_by_scope(self, session: Session, scope: str) -> tuple[str, str, str] | None:
@@ -539,7 +530,7 @@ class PaymentRepository:
                 payment_id=payment_id,
                 outcome=outcome,
                 origin=origin.value,
-                received_at=_utc(at),
+                received_at=utc(at),
             )
         )
 
@@ -571,7 +562,7 @@ class PaymentRepository:
                 "to_state": m.target.value,
                 "origin": m.origin.value,
                 "actor_subject": m.actor.subject,
-                "occurred_at": _utc(m.at),
+                "occurred_at": utc(m.at),
             }
             for m in moves
         ]

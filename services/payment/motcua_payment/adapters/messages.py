@@ -9,6 +9,7 @@ from datetime import datetime
 from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2
 from motcua.payment.v1 import events_pb2, payment_pb2
+from motcua_kit.actors import actor_to_proto, role_from_proto
 from motcua_kit.consumer import PermanentError
 from motcua_kit.envelope import Event
 from motcua_kit.errors import InvalidArgument
@@ -27,14 +28,6 @@ from motcua_payment.domain.payment import (
 )
 from motcua_payment.domain.states import PaymentState
 
-ROLE_TO_PROTO = {
-    "citizen": common_pb2.ROLE_CITIZEN,
-    "officer": common_pb2.ROLE_OFFICER,
-    "admin": common_pb2.ROLE_ADMIN,
-    "service": common_pb2.ROLE_SERVICE,
-}
-ROLE_FROM_PROTO = {v: k for k, v in ROLE_TO_PROTO.items()}
-
 ORIGIN_TO_PROTO = {
     Origin.API: events_pb2.ORIGIN_API,
     Origin.DOSSIER_EVENT: events_pb2.ORIGIN_DOSSIER_EVENT,
@@ -42,14 +35,6 @@ ORIGIN_TO_PROTO = {
     Origin.RECONCILIATION: events_pb2.ORIGIN_RECONCILIATION,
     Origin.EXPIRY: events_pb2.ORIGIN_EXPIRY,
 }
-
-
-def actor_to_proto(actor: Actor) -> common_pb2.Actor:
-    return common_pb2.Actor(
-        subject=actor.subject,
-        role=ROLE_TO_PROTO.get(actor.role, common_pb2.ROLE_UNSPECIFIED),
-        agency_code=actor.agency_code,
-    )
 
 
 def refund_to_proto(r: Refund) -> payment_pb2.Refund:
@@ -109,13 +94,9 @@ def payer_from_proto(payer: payment_pb2.Payer) -> Payer:
     return Payer.validated(payer.full_name, payer.citizen_id, payer.phone, payer.email)
 
 
-def actor_from_proto(actor: common_pb2.Actor) -> Actor:
+def actor_from_proto(a: common_pb2.Actor) -> Actor:
     """Who, in the dossier service, asked for the fee (the dossier service itself if unsaid)."""
-    return Actor(
-        actor.subject or "motcua-dossier",
-        ROLE_FROM_PROTO.get(actor.role, "service"),
-        actor.agency_code,
-    )
+    return Actor(a.subject or "motcua-dossier", role_from_proto(a.role, "service"), a.agency_code)
 
 
 def fee_of(dossier: dossier_pb2.Dossier) -> DossierFee:

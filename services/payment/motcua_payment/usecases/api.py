@@ -3,15 +3,21 @@ caller's rights (:mod:`motcua_payment.domain.access`) and runs its own transacti
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from motcua_kit.auth import Principal
 from motcua_kit.db import transaction
 from motcua_kit.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, Refusal
+from motcua_kit.idempotency import idempotent
 from motcua_kit.transitions import IllegalTransition
 from motcua_payment.adapters.gateways.base import GatewayUnavailable
 from motcua_payment.domain.access import actor_of, idempotency_scope, may_see
-from motcua_payment.domain.fees import PaymentOrder, authorise_payment_for, payment_request
+from motcua_payment.domain.fees import (
+    DossierFee,
+    PaymentOrder,
+    authorise_payment_for,
+    payment_request,
+)
 from motcua_payment.domain.payment import (
     Origin,
     Payment,
@@ -36,43 +42,53 @@ def create_payment(
 ) -> tuple[Payment, bool]:
     """Create a payment for the dossier's open fee request; returns (payment, replayed).
 
-    Idempotent on the caller's key. Amount, agency and payer are the fee request's.
+    Idempotent on the caller's key. Amount, agency and payer are the fee request's. A
+    concurrent create that wins the race (same key, or an open payment of the same dossier)
+    is replayed or refused with the reason by the helper's one retry.
     """
     validate_idempotency_key("idempotency_key", idempotency_key)
     scope = idempotency_scope(principal, idempotency_key)
     fingerprint = order.fingerprint()
-    for attempt in (1, 2):
-        try:
-            with transaction(ports.context.sessions) as session:
-                # The fee fact's row lock serialises creates for one dossier; the key is
-                # looked up after it, so a concurrent create with the same key that
-                # committed meanwhile is replayed, not taken for another open payment.
-                fee = authorise_payment_for(
-                    principal,
-                    ports.repository.fee(session, order.dossier_code, lock=True),
-                    order.dossier_code,
-                )
-                existing = ports.repository.for_dossier(session, order.dossier_code, lock=True)
-                earlier = ports.repository.by_scope(session, scope)
-                if earlier is not None:
-                    payment, earlier_fingerprint = earlier
-                    if earlier_fingerprint != fingerprint:
-                        raise AlreadyExists(
-                            "idempotency_key was already used for a different payment "
-                            f"request (payment {payment.id}); use a new key for a new payment"
-                        )
-                    return payment, True
-                request = payment_request(order, fee)
-                check_no_live_payment(request.dossier_code, existing)
-                new = moves.NewPayment(request, scope, fingerprint, actor_of(principal), Origin.API)
-                [payment] = moves.create_many(ports, session, [new])
-            return payment, False
-        except IntegrityError:
-            # A concurrent create won the race (same key, or an open payment of the same
-            # dossier); the retry replays it or refuses with the reason.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def find(session: Session, sc: str) -> tuple[Payment, str] | None:
+        # The fee fact's row lock serialises creates for one dossier; the key is looked up
+        # after it, so a concurrent create with the same key that committed meanwhile is
+        # replayed, not taken for another open payment.
+        _locked_fee_and_payments(ports, session, principal, order)
+        return ports.repository.by_scope(session, sc)
+
+    def create(session: Session, sc: str) -> Payment:
+        fee, existing = _locked_fee_and_payments(ports, session, principal, order)
+        request = payment_request(order, fee)
+        check_no_live_payment(request.dossier_code, existing)
+        new = moves.NewPayment(request, sc, fingerprint, actor_of(principal), Origin.API)
+        [payment] = moves.create_many(ports, session, [new])
+        return payment
+
+    return idempotent(
+        ports.context.sessions,
+        scope,
+        fingerprint,
+        find=find,
+        create=create,
+        refuse=lambda payment: AlreadyExists(
+            "idempotency_key was already used for a different payment "
+            f"request (payment {payment.id}); use a new key for a new payment"
+        ),
+    )
+
+
+def _locked_fee_and_payments(
+    ports: Ports, session: Session, principal: Principal, order: PaymentOrder
+) -> tuple[DossierFee, list[Payment]]:
+    """The dossier's fee request (if the caller may pay it) and its payments, locked.
+
+    ``find`` takes the locks; ``create``, in the same transaction, reads the rows it holds.
+    """
+    fee = authorise_payment_for(
+        principal, ports.repository.fee(session, order.dossier_code, lock=True), order.dossier_code
+    )
+    return fee, ports.repository.for_dossier(session, order.dossier_code, lock=True)
 
 
 def get_payment(ports: Ports, principal: Principal, payment_id: str) -> Payment:
@@ -151,48 +167,50 @@ def refund_payment(
     scope = idempotency_scope(principal, idempotency_key)
     fingerprint = refund_fingerprint(pid, amount, reason)
     actor = actor_of(principal)
-    replayed = False
-    refund_id = ""
-    for attempt in (1, 2):
-        try:
-            with transaction(ports.context.sessions) as session:
-                earlier = ports.repository.refund_by_scope(session, scope)
-                if earlier is not None:
-                    earlier_payment, refund_id, earlier_fingerprint = earlier
-                    if earlier_fingerprint != fingerprint:
-                        raise AlreadyExists(
-                            "idempotency_key was already used for a different refund "
-                            f"(refund {refund_id}); use a new key for a new refund"
-                        )
-                    pid, replayed = earlier_payment, True
-                    break
-                payment = ports.repository.get(session, pid, lock=True)
-                if payment is None or not may_see(principal, payment):
-                    raise NotFound(f"payment {pid} not found")
-                now = ports.clock()
-                refund = payment.request_refund(
-                    refund_id=new_id(), amount_vnd=amount, reason=reason, actor=actor, now=now
-                )
-                ports.repository.add_refund(session, refund, scope, fingerprint)
-                moves.record(
-                    ports,
-                    session,
-                    payment.id,
-                    None,
-                    Trigger.REFUND,
-                    refund.state,
-                    Origin.API,
-                    actor,
-                    now,
-                    refund_id=refund.id,
-                )
-                refund_id = refund.id
-            break
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    moves.send_refund(ports, pid, refund_id, Origin.API)
+
+    def find(session: Session, sc: str) -> tuple[tuple[str, str], str] | None:
+        earlier = ports.repository.refund_by_scope(session, sc)
+        if earlier is None:
+            return None
+        earlier_payment, earlier_refund, earlier_fingerprint = earlier
+        return (earlier_payment, earlier_refund), earlier_fingerprint
+
+    def create(session: Session, sc: str) -> tuple[str, str]:
+        payment = ports.repository.get(session, pid, lock=True)
+        if payment is None or not may_see(principal, payment):
+            raise NotFound(f"payment {pid} not found")
+        now = ports.clock()
+        refund = payment.request_refund(
+            refund_id=new_id(), amount_vnd=amount, reason=reason, actor=actor, now=now
+        )
+        ports.repository.add_refund(session, refund, sc, fingerprint)
+        moves.record(
+            ports,
+            session,
+            payment.id,
+            None,
+            Trigger.REFUND,
+            refund.state,
+            Origin.API,
+            actor,
+            now,
+            refund_id=refund.id,
+        )
+        return payment.id, refund.id
+
+    (refunded, refund_id), replayed = idempotent(
+        ports.context.sessions,
+        scope,
+        fingerprint,
+        find=find,
+        create=create,
+        refuse=lambda earlier: AlreadyExists(
+            "idempotency_key was already used for a different refund "
+            f"(refund {earlier[1]}); use a new key for a new refund"
+        ),
+    )
+    moves.send_refund(ports, refunded, refund_id, Origin.API)
     with ports.context.sessions() as session:
-        after = ports.repository.get(session, pid)
+        after = ports.repository.get(session, refunded)
     assert after is not None
     return after.refund(refund_id), after, replayed

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from motcua_kit.db import on_commit, transaction
 from motcua_kit.envelope import Event
-from motcua_payment import events
 from motcua_payment.adapters import db
 from motcua_payment.adapters.gateways.base import GatewayUnavailable
 from motcua_payment.adapters.messages import payment_event
@@ -93,9 +92,7 @@ def create_many(ports: Ports, session: Session, new: Sequence[NewPayment]) -> li
         published.append(payment_event(started, event_type, payment.state, n.origin, n.actor, now))
     ports.repository.add_many(session, rows)
     ports.repository.record_transitions(session, moves)
-    outbox = ports.context.outbox
-    assert outbox is not None
-    outbox.add_many(session, events.TOPIC, published)
+    ports.publish_events(session, published)
     on_commit(session, lambda: PAYMENTS.labels("requested").inc(len(rows)))
     return [p for p, _scope, _fingerprint in rows]
 
@@ -281,9 +278,7 @@ def publish(
     refund: Refund | None = None,
 ) -> None:
     """Put the change's event in the outbox, in the caller's transaction."""
-    outbox = ports.context.outbox
-    assert outbox is not None
     event = payment_event(
         payment, event_type, previous, origin, actor, now, reason=reason, refund=refund
     )
-    outbox.add(session, events.TOPIC, event)
+    ports.publish_events(session, [event])

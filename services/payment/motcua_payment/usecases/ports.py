@@ -7,10 +7,13 @@ The service object satisfies :class:`Ports`; the use cases read its dependencies
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
+from sqlalchemy.orm import Session
+
+from motcua_kit.clock import Clock
+from motcua_kit.envelope import Event
 from motcua_kit.errors import FailedPrecondition
 from motcua_kit.service import ServiceContext
 from motcua_payment.adapters import db
@@ -19,14 +22,6 @@ from motcua_payment.settings import PaymentSettings
 
 #: The service's log, whichever use case writes to it (one logger name for operators).
 log = logging.getLogger("motcua_payment.service")
-
-
-class Clock(Protocol):
-    def __call__(self) -> datetime: ...
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 class Ports(Protocol):
@@ -39,9 +34,12 @@ class Ports(Protocol):
     @property
     def gateways(self) -> Mapping[str, Gateway]: ...
     @property
-    def context(self) -> ServiceContext: ...
+    def context(self) -> ServiceContext[Any]: ...
     @property
     def settings(self) -> PaymentSettings: ...
+
+    def publish_events(self, session: Session, events: Sequence[Event]) -> None:
+        """Built events into the outbox, in the caller's transaction, each on its topic."""
 
 
 def gateway(ports: Ports, name: str) -> Gateway:
