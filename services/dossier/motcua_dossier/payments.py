@@ -87,9 +87,7 @@ def on_payment_events(
     for code, version in read_versions.items():
         svc.save(session, found[code], version)
     svc.repository.fee_payments_settled(session, settled, now)
-    outbox = svc.context.outbox
-    assert outbox is not None
-    outbox.add_many(session, events.TOPIC, published)
+    svc.publish_events(session, published)
     if refusals:
         on_commit(session, lambda: count_refusals(refusals))
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
-from typing import ClassVar, Protocol
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
@@ -27,7 +25,7 @@ from motcua_dossier.domain import paging
 from motcua_dossier.domain.access import authorise_submit, listing_scope, may_see, statistics_agency
 from motcua_dossier.domain.calendar import WorkingCalendar
 from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
-from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status, Submission, check_replay
+from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status, Submission, key_reused
 from motcua_dossier.domain.lifecycle import (
     AppliedAction,
     acting_role,
@@ -49,40 +47,27 @@ from motcua_kit.grpc_server import Registration, registration
 from motcua_kit.service import Dependency, Service, ServiceContext, event_handler, timer
 
 
-class Clock(Protocol):
-    def __call__(self) -> datetime: ...
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def _catalogue(ctx: ServiceContext) -> Catalogue:
-    assert isinstance(ctx.settings, DossierSettings)
+def _catalogue(ctx: ServiceContext[DossierSettings]) -> Catalogue:
     return Catalogue.load(ctx.settings.reference_data_dir, event_of=events.action_event)
 
 
-def _calendar(ctx: ServiceContext) -> WorkingCalendar:
-    assert isinstance(ctx.settings, DossierSettings)
+def _calendar(ctx: ServiceContext[DossierSettings]) -> WorkingCalendar:
     return WorkingCalendar.load(ctx.settings.reference_data_dir, timezone=ctx.settings.timezone)
 
 
-class DossierService(Service):
+class DossierService(Service[DossierSettings]):
     """Intake and processing of dossiers (hồ sơ thủ tục hành chính)."""
 
     name = "dossier"
-    settings_class = DossierSettings
     metadata = db.metadata
     outbox_table = db.outbox
     inbox_table = db.inbox
     migrations = "motcua_dossier:migrations"
-    publishes: ClassVar[tuple[str, ...]] = (events.TOPIC,)
+    publishes = (events.TOPIC,)
 
     catalogue: Dependency[Catalogue] = Dependency(_catalogue)
     calendar: Dependency[WorkingCalendar] = Dependency(_calendar)
-    clock: Dependency[Clock] = Dependency(lambda ctx: system_clock)
     repository: Dependency[db.DossierRepository] = Dependency(lambda ctx: db.DossierRepository())
-    context: Dependency[ServiceContext] = Dependency(lambda ctx: ctx)
 
     def grpc_services(self) -> list[tuple[str, Registration]]:
         api = DossierApi(self)
@@ -94,12 +79,6 @@ class DossierService(Service):
                 api,
             )
         ]
-
-    @property
-    def settings(self) -> DossierSettings:
-        settings = self.context.settings
-        assert isinstance(settings, DossierSettings)
-        return settings
 
     def _local_day(self, moment: datetime) -> date:
         return moment.astimezone(ZoneInfo(self.settings.timezone)).date()
@@ -114,27 +93,9 @@ class DossierService(Service):
                 "procedure_code", f"unknown procedure {submission.procedure_code!r}"
             ) from None
         authorise_submit(principal, submission, procedure.agency_code)
-        scope = f"{principal.subject}\x1f{submission.idempotency_key}"
-        fingerprint = submission.fingerprint()
-        try:
-            return self._submit_once(principal, submission, procedure, scope, fingerprint)
-        except IntegrityError:
-            # A concurrent call with the same key won the race; replay it.
-            return self._submit_once(principal, submission, procedure, scope, fingerprint)
+        submitted_by = Actor(principal.subject, principal.primary_role, principal.agency_code)
 
-    def _submit_once(
-        self,
-        principal: Principal,
-        submission: Submission,
-        procedure: Procedure,
-        scope: str,
-        fingerprint: str,
-    ) -> tuple[Dossier, bool]:
-        with transaction(self.context.sessions) as session:
-            earlier = self.repository.by_idempotency_scope(session, scope)
-            if earlier is not None:
-                check_replay(earlier, fingerprint)
-                return earlier, True
+        def create(session: Session, scope: str) -> Dossier:
             now = self.clock()
             local_day = self._local_day(now)
             dossier = file_dossier(
@@ -144,13 +105,23 @@ class DossierService(Service):
                 sequence=self.repository.next_sequence(session, procedure.agency_code, local_day),
                 now=now,
                 appointment_date=self.calendar.appointment_date(now, procedure.processing_days),
-                submitted_by=Actor(
-                    principal.subject, principal.primary_role, principal.agency_code
-                ),
+                submitted_by=submitted_by,
             )
             self.repository.add(session, dossier, scope)
             self.publish(session, events.SUBMITTED, dossier.code, messages.submitted(dossier), now)
-        return dossier, False
+            return dossier
+
+        return self.idempotent(
+            f"{principal.subject}\x1f{submission.idempotency_key}",
+            submission.fingerprint(),
+            find=lambda session, scope: (
+                (d, d.idempotency_fingerprint)
+                if (d := self.repository.by_idempotency_scope(session, scope)) is not None
+                else None
+            ),
+            create=create,
+            refuse=key_reused,
+        )
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, principal: Principal, code: str) -> Dossier:
@@ -235,9 +206,7 @@ class DossierService(Service):
             actor = Actor(principal.subject, role, principal.agency_code)
             done, event = self.apply(dossier, action, actor, comment, self.clock(), documents)
             self.save(session, done.dossier, dossier.version)
-            outbox = self.context.outbox
-            assert outbox is not None
-            outbox.add(session, events.TOPIC, event)
+            self.publish_events(session, [event])
         self.count_completion(done)
         return done.dossier
 
@@ -289,11 +258,11 @@ class DossierService(Service):
                 COMPLETED.labels(done.dossier.agency_code, outcome).inc()
 
     def publish(
-        self, session: Session, event_type: str, code: str, message: Message, now: datetime
+        self, session: Session, event_type: str, subject: str, message: Message, time: datetime
     ) -> None:
-        outbox = self.context.outbox
-        assert outbox is not None
-        outbox.add(session, events.TOPIC, self.event(event_type, code, message, now))
+        """The kit's publish, with the procedure's name filled in (:func:`.messages.fill_names`)."""
+        messages.fill_names(message, self.catalogue)
+        super().publish(session, event_type, subject, message, time)
 
     def event(self, event_type: str, code: str, message: Message, now: datetime) -> Event:
         """A dossier event, with the procedure's and agency's names filled in."""

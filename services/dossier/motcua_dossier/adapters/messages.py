@@ -9,7 +9,6 @@ from datetime import datetime
 
 from google.protobuf.message import Message
 
-from motcua.common.v1 import common_pb2
 from motcua.dossier.v1 import dossier_pb2, events_pb2
 from motcua.payment.v1 import events_pb2 as payment_events_pb2
 from motcua_dossier import events
@@ -18,25 +17,9 @@ from motcua_dossier.domain.dossier import Actor, Dossier
 from motcua_dossier.domain.fee import PaymentClaim, PaymentRefusal
 from motcua_dossier.domain.lifecycle import AppliedAction, DeadlineNotice
 from motcua_dossier.domain.statistics import Statistics
+from motcua_kit.actors import actor_to_proto
 from motcua_kit.envelope import Event
 from motcua_kit.proto import timestamp
-
-_ROLE = {
-    "citizen": common_pb2.ROLE_CITIZEN,
-    "officer": common_pb2.ROLE_OFFICER,
-    "admin": common_pb2.ROLE_ADMIN,
-    "service": common_pb2.ROLE_SERVICE,
-}
-
-
-def role_to_proto(role: str) -> common_pb2.Role.ValueType:
-    return _ROLE.get(role, common_pb2.ROLE_UNSPECIFIED)
-
-
-def actor_to_proto(actor: Actor) -> common_pb2.Actor:
-    return common_pb2.Actor(
-        subject=actor.subject, role=role_to_proto(actor.role), agency_code=actor.agency_code
-    )
 
 
 def dossier_to_proto(d: Dossier, procedure_name: str = "") -> dossier_pb2.Dossier:

@@ -228,11 +228,10 @@ class Dossier:
     overdue_notified: bool = False
 
 
-def check_replay(earlier: Dossier, fingerprint: str) -> None:
-    """A submission again under a key already used: the same body replays the dossier filed,
-    another body is refused (a key names one submission)."""
-    if earlier.idempotency_fingerprint != fingerprint:
-        raise AlreadyExists(
-            "idempotency_key was already used for a different submission "
-            f"(dossier {earlier.code}); use a new key for a new dossier"
-        )
+def key_reused(earlier: Dossier) -> AlreadyExists:
+    """The refusal of another submission under a key already used (a key names one
+    submission; the same body again replays ``earlier``, the dossier it filed)."""
+    return AlreadyExists(
+        "idempotency_key was already used for a different submission "
+        f"(dossier {earlier.code}); use a new key for a new dossier"
+    )
