@@ -27,8 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import ClassVar
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message
@@ -61,20 +60,9 @@ from motcua_notify.usecases.sending import Sending
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def _settings(ctx: ServiceContext) -> NotifySettings:
-    assert isinstance(ctx.settings, NotifySettings)
-    return ctx.settings
-
-
-def _channels(ctx: ServiceContext) -> dict[Channel, ChannelAdapter]:
-    s = _settings(ctx)
+def _channels(ctx: ServiceContext[NotifySettings]) -> dict[Channel, ChannelAdapter]:
+    s = ctx.settings
     return wiring.build_channels(s, wiring.subscriptions(s))
 
 
@@ -89,29 +77,26 @@ def _handles(
     return mark
 
 
-class NotifyService(Service):
+class NotifyService(Service[NotifySettings]):
     """Tells citizens and subscribing systems what happened to their dossiers (thông báo)."""
 
     name = "notify"
-    settings_class = NotifySettings
     metadata = db.metadata
     outbox_table = db.outbox
     inbox_table = db.inbox
     migrations = "motcua_notify:migrations"
-    publishes: ClassVar[tuple[str, ...]] = (events.TOPIC,)
+    publishes = (events.TOPIC,)
 
-    context: Dependency[ServiceContext] = Dependency(lambda ctx: ctx)
     catalogue: Dependency[TemplateCatalogue] = Dependency(
-        lambda ctx: wiring.catalogue(_settings(ctx))
+        lambda ctx: wiring.catalogue(ctx.settings)
     )
     subscriptions: Dependency[list[WebhookSubscription]] = Dependency(
-        lambda ctx: wiring.subscriptions(_settings(ctx))
+        lambda ctx: wiring.subscriptions(ctx.settings)
     )
     channels: Dependency[dict[Channel, ChannelAdapter]] = Dependency(_channels)
     repository: Dependency[db.NotificationRepository] = Dependency(
         lambda ctx: db.NotificationRepository()
     )
-    clock: Dependency[Clock] = Dependency(lambda ctx: system_clock)
     rng: Dependency[random.Random] = Dependency(lambda ctx: random.Random())
 
     def setup(self) -> None:
@@ -121,7 +106,9 @@ class NotifyService(Service):
         self.enabled = frozenset(self.channels)
         pacing = wiring.pacing(s, self.clock().timestamp())
         repo = self.repository
-        self.outcomes = Outcomes(self.context, repo, self.clock, self.rng, self.policy)
+        self.outcomes = Outcomes(
+            self.context, repo, self.clock, self.rng, self.policy, self.publish_events
+        )
         self.sending = Sending(
             self.context,
             repo,
@@ -157,12 +144,6 @@ class NotifyService(Service):
         }
         self._receipts: ReceiptServer | None = None
         self._last_gauges = 0.0
-
-    @property
-    def settings(self) -> NotifySettings:
-        s = self.context.settings
-        assert isinstance(s, NotifySettings)
-        return s
 
     def timers(self) -> list[tuple[str, float | str, Callable[[], object]]]:
         """The class's timers, and one per configured channel running that channel's sender:

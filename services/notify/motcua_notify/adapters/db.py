@@ -8,7 +8,7 @@ written in the consumer's transaction (state created) and sent afterwards by the
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from motcua_kit.consumer import inbox_table
-from motcua_kit.db import aware
+from motcua_kit.db import aware, utc
 from motcua_kit.outbox import outbox_table
 from motcua_notify.domain.notification import (
     Contact,
@@ -136,11 +136,6 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 _DETAIL = 1000
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """Store UTC: SQLite keeps the wall-clock digits of an aware value and drops its zone."""
-    return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
 
 def _insert(session: Session, table: Table) -> Any:
@@ -267,7 +262,7 @@ class NotificationRepository:
             .where(
                 n.c.state == State.SENDING.value,
                 n.c.provider_ref != "",
-                n.c.updated_at <= _utc(taken_before),
+                n.c.updated_at <= utc(taken_before),
             )
             .order_by(n.c.updated_at, n.c.seq)
             .limit(limit)
@@ -397,7 +392,7 @@ class NotificationRepository:
                 attempts=attempts,
                 reference=reference,
                 provider=provider,
-                lease_until=_utc(lease_until),
+                lease_until=utc(lease_until),
                 next_attempt_at=None,
                 updated_at=now,
             )
@@ -439,7 +434,7 @@ class NotificationRepository:
                 notifications.c.state == State.SENDING.value,
                 notifications.c.provider_ref == "",
             )
-            .values(lease_until=_utc(now), updated_at=now)
+            .values(lease_until=utc(now), updated_at=now)
         )
         if released.rowcount:  # type: ignore[attr-defined]
             n = notification
@@ -453,7 +448,7 @@ class NotificationRepository:
         session.execute(
             update(notifications)
             .where(notifications.c.id == notification.id)
-            .values(next_attempt_at=_utc(until), updated_at=now)
+            .values(next_attempt_at=utc(until), updated_at=now)
         )
         self.add_history(
             session, notification.id, notification.state, now, notification.attempts, "", why
@@ -478,7 +473,7 @@ class NotificationRepository:
             "state": state.value,
             "updated_at": now,
             "detail": detail[:_DETAIL],
-            "next_attempt_at": _utc(next_attempt_at),
+            "next_attempt_at": utc(next_attempt_at),
             "lease_until": None,
         }
         if provider is not None:

@@ -119,10 +119,6 @@ def payment_extra(payment: payment_pb2.Payment) -> dict[str, str]:
     return out
 
 
-def event_time(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 # The events notify takes, and their payload class.
 DOSSIER_MESSAGES: dict[str, type[Message]] = {
     events.DOSSIER_SUBMITTED: dossier_events.DossierSubmitted,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from motcua_kit.clock import Clock
 from motcua_kit.db import on_commit, transaction
+from motcua_kit.envelope import Event
 from motcua_kit.service import ServiceContext
-from motcua_notify import events
 from motcua_notify.adapters import db
 from motcua_notify.adapters.messages import notify_event
 from motcua_notify.adapters.receipts import Receipt, ReceiptRefused
@@ -46,23 +47,25 @@ class Outcomes:
         self,
         context: ServiceContext,
         repository: db.NotificationRepository,
-        clock: Callable[[], datetime],
+        clock: Clock,
         rng: random.Random,
         policy: RetryPolicy,
+        publish_events: Callable[[Session, Sequence[Event]], None],
     ) -> None:
+        """``publish_events``: the service's :meth:`~motcua_kit.service.Service.publish_events`
+        (each event on its type's topic, keeping the trace of the notification's cause)."""
         self.context = context
         self.repository = repository
         self.clock = clock
         self.rng = rng
         self.policy = policy
+        self.publish_events = publish_events
 
     def publish(
         self, session: Session, n: Notification, kind: Published, at: datetime, reason: str
     ) -> None:
         """Put ``n``'s notify event ``kind`` in the outbox, in ``session``'s transaction."""
-        outbox = self.context.outbox
-        assert outbox is not None
-        outbox.add(session, events.TOPIC, notify_event(n, kind, at, reason))
+        self.publish_events(session, [notify_event(n, kind, at, reason)])
 
     def settle(self, sent: Notification, result: SendResult) -> None:
         """Write what the provider answered to a send (a sender's call)."""

@@ -7,7 +7,7 @@ and writes the intents, with one statement each for a whole batch (ADR 0012).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from sqlalchemy.orm import Session
 
 from motcua.payment.v1 import payment_pb2
+from motcua_kit.clock import Clock, aware
 from motcua_kit.consumer import PermanentError
 from motcua_kit.db import on_commit
 from motcua_kit.envelope import Event
@@ -25,7 +26,6 @@ from motcua_notify.adapters.messages import (
     PAYMENT_MESSAGES,
     dossier_extra,
     dossier_of,
-    event_time,
     payment_extra,
     payment_of,
     payment_snapshot,
@@ -56,7 +56,7 @@ class Recording:
         enabled: Collection[Channel],
         sms_encoding: Encoding,
         tz: ZoneInfo,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self.repository = repository
         self.outcomes = outcomes
@@ -107,7 +107,7 @@ class Recording:
                     raise PermanentError(f"{event.type} {event.id} names no dossier")
                 latest[snapshot.dossier_code] = snapshot
                 extra = dossier_extra(message)
-            occurrence = snapshot.occurrence(event.id, event.type, event_time(event.time), extra)
+            occurrence = snapshot.occurrence(event.id, event.type, aware(event.time), extra)
             occurrences.append((occurrence, trace_headers or current_traceparent()))
         # The last snapshot of each dossier: what one-by-one upserts would leave.
         self.repository.save_snapshots(session, latest.values(), now)

@@ -7,7 +7,7 @@ send. The claim's decisions (quiet hours, rate limit, which attempt, which provi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -15,6 +15,7 @@ from functools import partial
 from opentelemetry import trace
 from sqlalchemy.orm import Session
 
+from motcua_kit.clock import Clock
 from motcua_kit.db import on_commit, transaction
 from motcua_kit.service import ServiceContext
 from motcua_kit.tracing import context_from_headers
@@ -36,7 +37,7 @@ class Sending:
         self,
         context: ServiceContext,
         repository: db.NotificationRepository,
-        clock: Callable[[], datetime],
+        clock: Clock,
         channels: Mapping[Channel, ChannelAdapter],
         pacing: Pacing,
         *,
