@@ -48,7 +48,7 @@ lint: setup ## ruff + mypy
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy packages/kit services tests/harness.py
 	$(PY) -m mypy bench scripts
-	$(PY) -m mypy packages/subscriber packages/ops tools examples/stats-projector/stats_projector
+	$(PY) -m mypy packages/subscriber packages/ops packages/documents tools examples/stats-projector/stats_projector
 
 fmt: setup
 	$(PY) -m ruff check --fix .

@@ -1,0 +1,1 @@
+"""The one-stop-shop official papers: forms as data, PDF rendering, PAdES signing, verification."""
