@@ -210,7 +210,13 @@ def test_audit_stops_in_grace_while_consuming_a_burst_and_recording_access(
 
     load = CallLoad(record).start()
     try:
-        wait_for(lambda: consumed(audit) >= 50 and load.ok >= 20, 90, 0.1, "audit busy")
+        try:
+            wait_for(lambda: consumed(audit) >= 50 and load.ok >= 20, 90, 0.1, "audit busy")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: consumed {consumed(audit)}, calls ok {load.ok}, "
+                f"errors {load.errors[-5:]}\n{audit.log_tail(80)}"
+            ) from None
 
         def busy() -> str:
             left = BURST - consumed(audit)

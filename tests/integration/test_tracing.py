@@ -40,6 +40,8 @@ pytestmark = [
 
 SUBMITTED = "vn.motcua.dossier.submitted.v1"
 PROCESS = "motcua.dossier.v1 process"
+# Every topic a consumer here reads (audit reads notify.v1 too): all positioned at their end.
+CONSUMED = ("motcua.dossier.v1", "motcua.payment.v1", "motcua.notify.v1")
 SERVICES = {"motcua-dossier", "motcua-audit", "motcua-payment", "motcua-notify"}
 EXPECTED = {
     ("motcua-dossier", "SubmitDossier"),
@@ -79,7 +81,7 @@ def test_submit_and_what_audit_payment_and_notify_do_with_it_are_one_trace_in_ja
         return service_factory(
             name,
             f"sqlite:///{tmp_path}/{name}.db",
-            CONSUMER_GROUP=fresh_group(kafka.bootstrap),
+            CONSUMER_GROUP=fresh_group(kafka.bootstrap, CONSUMED),
             **otlp,
             **env,
         )

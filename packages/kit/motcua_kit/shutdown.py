@@ -62,7 +62,7 @@ class Step:
     threads: Callable[[], Iterable[threading.Thread | None]] = lambda: ()
 
 
-def thread_stack(thread: threading.Thread, limit: int = 12) -> str:
+def thread_stack(thread: threading.Thread, limit: int = 40) -> str:
     """Where ``thread`` is now, innermost ``limit`` frames (for the log of an abandoned step)."""
     frame = sys._current_frames().get(thread.ident or -1)
     if frame is None:
