@@ -447,7 +447,7 @@ class ConsumerRunner(ProducingWorker):
     ) -> AbstractContextManager[trace.Span]:
         """The consumer span of one batch call, as OpenTelemetry's messaging conventions have
         it for batch processing: ONE span, linked to the producer context of each record (up
-        to the SDK's default limit of links per span). Its parent is the first record's
+        to the SDK's default limit of links per span). Its parent is the oldest record's
         producer context, so a batch of one record is the per-record span exactly; its
         message id and event type are that record's. (A span per record cost more than the
         handler itself: some 0.1 ms each with the SDK.)"""
@@ -456,7 +456,10 @@ class ConsumerRunner(ProducingWorker):
             linked = trace.get_current_span(context_from_kafka_headers(record.headers or []))
             if linked.get_span_context().is_valid:
                 links.append(trace.Link(linked.get_span_context()))
-        first, event = records[0], events[0]
+        # The oldest record (by its timestamp; poll order on a tie) is the parent: when one poll
+        # brings records of several topics, the span continues the work that waited longest.
+        oldest = min(range(len(records)), key=lambda i: (records[i].timestamp, i))
+        first, event = records[oldest], events[oldest]
         return self._tracer.start_as_current_span(
             f"{first.topic} process",
             context=context_from_kafka_headers(first.headers or []),
