@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import Kafka, Postgres, ServiceProcess
+from motcua_documents import devpki
+from motcua_documents.devpki import DevPki
 from motcua_kit.auth import generate_signing_key, mint_token
 
 _started: list[str] = []
@@ -42,6 +45,39 @@ def own_kafka() -> Iterator[Kafka]:
     finally:
         broker.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+TEST_AGENCIES = {
+    "so-tu-phap-qng": "Trung tâm Phục vụ hành chính công tỉnh",
+    "ubnd-xa-nghia-dung": "UBND xã Nghĩa Dũng",
+}
+"""The documents tests' own agencies; the dossier catalogue's agencies are added to them."""
+
+
+@pytest.fixture(scope="session")
+def dev_pki() -> Iterator[DevPki]:
+    """One test PKI and one SoftHSM2 token for the whole session: a root, a TSA certificate and
+    a signing key per agency (the documents tests' and every agency of the dossier catalogue).
+
+    SoftHSM2 reads SOFTHSM2_CONF once per process, so every test of the session (and every
+    service process it starts, which inherits the variable) signs with this one token.
+    """
+    catalogue = Path(__file__).parent.parent / "services/dossier/motcua_dossier/data/agencies.yaml"
+    agencies = dict(TEST_AGENCIES)
+    for agency in yaml.safe_load(catalogue.read_text(encoding="utf-8"))["agencies"]:
+        agencies[agency["code"]] = agency["name"]
+    base = Path(tempfile.mkdtemp(prefix="motcua-pki-"))
+    before = os.environ.get("SOFTHSM2_CONF")
+    pki = devpki.create(base, agencies)
+    os.environ["SOFTHSM2_CONF"] = str(pki.softhsm_conf)
+    try:
+        yield pki
+    finally:
+        if before is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = before
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

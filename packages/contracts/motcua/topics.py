@@ -26,6 +26,7 @@ DOSSIER_STOPPED: Final = "vn.motcua.dossier.stopped.v1"  # DossierStatusChanged
 DOSSIER_STATUS_CHANGED: Final = "vn.motcua.dossier.status_changed.v1"  # DossierStatusChanged
 DOSSIER_DUE_SOON: Final = "vn.motcua.dossier.due_soon.v1"  # DossierDeadline
 DOSSIER_OVERDUE: Final = "vn.motcua.dossier.overdue.v1"  # DossierDeadline
+DOSSIER_DOCUMENT_ISSUED: Final = "vn.motcua.dossier.document_issued.v1"  # DocumentIssued
 DOSSIER_PAYMENT_REFUSED: Final = "vn.motcua.dossier.payment_refused.v1"  # PaymentRefused
 DOSSIER_TYPES: Final[tuple[str, ...]] = (
     DOSSIER_SUBMITTED,
@@ -43,6 +44,7 @@ DOSSIER_TYPES: Final[tuple[str, ...]] = (
     DOSSIER_STATUS_CHANGED,
     DOSSIER_DUE_SOON,
     DOSSIER_OVERDUE,
+    DOSSIER_DOCUMENT_ISSUED,
     DOSSIER_PAYMENT_REFUSED,
 )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 DOSSIER_CODE = re.compile(r"^[A-Z0-9][A-Z0-9.\-_/]{2,63}$")
-AGENCY_CODE = re.compile(r"^[a-z0-9][a-z0-9\-]{1,63}$")
+AGENCY_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-]{1,63}$")
 MAX_TEXT = 2000
 
 

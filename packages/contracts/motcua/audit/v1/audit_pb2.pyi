@@ -88,7 +88,10 @@ class AuditEntry(_message.Message):
     """The canonical entry bytes: leaf_hash = SHA-256(0x00 || canonical_entry)."""
     leaf_hash: _builtins.bytes
     purpose: _builtins.str
-    """Access records: why the data was viewed, and what was viewed."""
+    """Access records: why the data was viewed, and what was viewed. Entries of the event
+    vn.motcua.dossier.document_issued.v1: resource is "document:<id>:sha256:<hex>", the
+    issued document's id and the SHA-256 of its signed bytes.
+    """
     resource: _builtins.str
     citizen_ref: _builtins.bytes
     """Access records: SHA-256(salt || citizen ID) of the citizen whose data was viewed."""
@@ -637,3 +640,51 @@ class GetPublicKeysResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPublicKeysResponse: _TypeAlias = GetPublicKeysResponse  # noqa: Y015
+
+@_typing.final
+class GetDocumentProofRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.str
+    """Lower-case hex SHA-256 of the document's bytes (64 characters)."""
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDocumentProofRequest: _TypeAlias = GetDocumentProofRequest  # noqa: Y015
+
+@_typing.final
+class GetDocumentProofResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    TREE_HEAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___AuditEntry:
+        """The entry whose resource is "document:<id>:sha256:<hex>", with its inclusion proof."""
+
+    @_builtins.property
+    def tree_head(self) -> Global___SignedTreeHead:
+        """The signed head the proof is against."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___AuditEntry | None = ...,
+        tree_head: Global___SignedTreeHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "tree_head", b"tree_head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "tree_head", b"tree_head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDocumentProofResponse: _TypeAlias = GetDocumentProofResponse  # noqa: Y015

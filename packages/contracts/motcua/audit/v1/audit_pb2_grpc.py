@@ -75,6 +75,11 @@ class AuditServiceStub:
                 request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysRequest.SerializeToString,
                 response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysResponse.FromString,
                 _registered_method=True)
+        self.GetDocumentProof = channel.unary_unary(
+                '/motcua.audit.v1.AuditService/GetDocumentProof',
+                request_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDocumentProofRequest.SerializeToString,
+                response_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDocumentProofResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -138,6 +143,16 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDocumentProof(self, request, context):
+        """The entry that recorded an issued document (event vn.motcua.dossier.document_issued.v1),
+        found by the document's SHA-256, with its inclusion proof against a signed tree head:
+        what `motcua document verify` checks a paper against. Open to every authenticated
+        caller: whoever asks must already hold the document to know its hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +195,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKeys,
                     request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysRequest.FromString,
                     response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysResponse.SerializeToString,
+            ),
+            'GetDocumentProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocumentProof,
+                    request_deserializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDocumentProofRequest.FromString,
+                    response_serializer=motcua_dot_audit_dot_v1_dot_audit__pb2.GetDocumentProofResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +419,33 @@ class AuditService:
             '/motcua.audit.v1.AuditService/GetPublicKeys',
             motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysRequest.SerializeToString,
             motcua_dot_audit_dot_v1_dot_audit__pb2.GetPublicKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocumentProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.audit.v1.AuditService/GetDocumentProof',
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetDocumentProofRequest.SerializeToString,
+            motcua_dot_audit_dot_v1_dot_audit__pb2.GetDocumentProofResponse.FromString,
             options,
             channel_credentials,
             insecure,

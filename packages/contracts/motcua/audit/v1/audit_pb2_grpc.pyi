@@ -54,6 +54,12 @@ class AuditServiceStub:
     """A range of entries, paginated (admin or service)."""
     GetPublicKeys: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetPublicKeysRequest, _audit_pb2.GetPublicKeysResponse]
     """The public keys tree heads are signed with: the current one and older trusted ones."""
+    GetDocumentProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetDocumentProofRequest, _audit_pb2.GetDocumentProofResponse]
+    """The entry that recorded an issued document (event vn.motcua.dossier.document_issued.v1),
+    found by the document's SHA-256, with its inclusion proof against a signed tree head:
+    what `motcua document verify` checks a paper against. Open to every authenticated
+    caller: whoever asks must already hold the document to know its hash.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -78,6 +84,12 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """A range of entries, paginated (admin or service)."""
     GetPublicKeys: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetPublicKeysRequest, _audit_pb2.GetPublicKeysResponse]  # type: ignore[assignment]
     """The public keys tree heads are signed with: the current one and older trusted ones."""
+    GetDocumentProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetDocumentProofRequest, _audit_pb2.GetDocumentProofResponse]  # type: ignore[assignment]
+    """The entry that recorded an issued document (event vn.motcua.dossier.document_issued.v1),
+    found by the document's SHA-256, with its inclusion proof against a signed tree head:
+    what `motcua document verify` checks a paper against. Open to every authenticated
+    caller: whoever asks must already hold the document to know its hash.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     """Read the audit trail, prove what it holds, and record direct accesses."""
@@ -147,5 +159,17 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.GetPublicKeysResponse, _abc.Awaitable[_audit_pb2.GetPublicKeysResponse]]:
         """The public keys tree heads are signed with: the current one and older trusted ones."""
+
+    @_abc_1.abstractmethod
+    def GetDocumentProof(
+        self,
+        request: _audit_pb2.GetDocumentProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.GetDocumentProofResponse, _abc.Awaitable[_audit_pb2.GetDocumentProofResponse]]:
+        """The entry that recorded an issued document (event vn.motcua.dossier.document_issued.v1),
+        found by the document's SHA-256, with its inclusion proof against a signed tree head:
+        what `motcua document verify` checks a paper against. Open to every authenticated
+        caller: whoever asks must already hold the document to know its hash.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

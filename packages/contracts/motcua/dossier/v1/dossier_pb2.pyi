@@ -93,6 +93,48 @@ ONLINE_LEVEL_FULL: OnlineLevel.ValueType  # 1
 ONLINE_LEVEL_PARTIAL: OnlineLevel.ValueType  # 2
 Global___OnlineLevel: _TypeAlias = OnlineLevel  # noqa: Y015
 
+class _DocumentKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DocumentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DocumentKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DOCUMENT_KIND_UNSPECIFIED: _DocumentKind.ValueType  # 0
+    DOCUMENT_KIND_RECEIPT: _DocumentKind.ValueType  # 1
+    """Mẫu số 01: giấy tiếp nhận hồ sơ và hẹn trả kết quả (at intake, action "receive")."""
+    DOCUMENT_KIND_SUPPLEMENT_REQUEST: _DocumentKind.ValueType  # 2
+    """Mẫu số 02: phiếu yêu cầu bổ sung, hoàn thiện hồ sơ (action "request_supplement")."""
+    DOCUMENT_KIND_REFUSAL: _DocumentKind.ValueType  # 3
+    """Mẫu số 03: phiếu từ chối tiếp nhận giải quyết hồ sơ (action "reject")."""
+    DOCUMENT_KIND_APOLOGY: _DocumentKind.ValueType  # 4
+    """Mẫu số 04: phiếu xin lỗi và hẹn lại ngày trả kết quả (the dossier became overdue)."""
+    DOCUMENT_KIND_CONTROL_SHEET: _DocumentKind.ValueType  # 5
+    """Mẫu số 05: phiếu kiểm soát quá trình giải quyết hồ sơ (at intake and when the result is
+    returned, with every handover so far).
+    """
+    DOCUMENT_KIND_RESULT: _DocumentKind.ValueType  # 6
+    """The result of the procedure (action "return_result" through ReturnResult)."""
+
+class DocumentKind(_DocumentKind, metaclass=_DocumentKindEnumTypeWrapper):
+    """Which paper an issued document is (Circular 01/2018/TT-VPCP, annex forms 01–05, and results)."""
+
+DOCUMENT_KIND_UNSPECIFIED: DocumentKind.ValueType  # 0
+DOCUMENT_KIND_RECEIPT: DocumentKind.ValueType  # 1
+"""Mẫu số 01: giấy tiếp nhận hồ sơ và hẹn trả kết quả (at intake, action "receive")."""
+DOCUMENT_KIND_SUPPLEMENT_REQUEST: DocumentKind.ValueType  # 2
+"""Mẫu số 02: phiếu yêu cầu bổ sung, hoàn thiện hồ sơ (action "request_supplement")."""
+DOCUMENT_KIND_REFUSAL: DocumentKind.ValueType  # 3
+"""Mẫu số 03: phiếu từ chối tiếp nhận giải quyết hồ sơ (action "reject")."""
+DOCUMENT_KIND_APOLOGY: DocumentKind.ValueType  # 4
+"""Mẫu số 04: phiếu xin lỗi và hẹn lại ngày trả kết quả (the dossier became overdue)."""
+DOCUMENT_KIND_CONTROL_SHEET: DocumentKind.ValueType  # 5
+"""Mẫu số 05: phiếu kiểm soát quá trình giải quyết hồ sơ (at intake and when the result is
+returned, with every handover so far).
+"""
+DOCUMENT_KIND_RESULT: DocumentKind.ValueType  # 6
+"""The result of the procedure (action "return_result" through ReturnResult)."""
+Global___DocumentKind: _TypeAlias = DocumentKind  # noqa: Y015
+
 @_typing.final
 class Applicant(_message.Message):
     """The person or business filing the dossier (người nộp hồ sơ)."""
@@ -780,3 +822,257 @@ class GetStatisticsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatisticsResponse: _TypeAlias = GetStatisticsResponse  # noqa: Y015
+
+@_typing.final
+class IssuedDocument(_message.Message):
+    """A signed document issued for a dossier. The bytes are fetched with GetDocument; events
+    carry only this metadata.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DOSSIER_CODE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    FORM_NUMBER_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_LEVEL_FIELD_NUMBER: _builtins.int
+    SIGNER_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Opaque id, unique in the suite."""
+    dossier_code: _builtins.str
+    """The dossier it was issued for."""
+    kind: Global___DocumentKind.ValueType
+    """Which paper it is."""
+    media_type: _builtins.str
+    """application/pdf."""
+    size_bytes: _builtins.int
+    """The exact number of bytes GetDocument serves."""
+    sha256: _builtins.str
+    """Lower-case hex SHA-256 of the signed bytes exactly as stored and served."""
+    form_number: _builtins.str
+    """The annex's form number, e.g. "Mẫu số 01"; empty for results."""
+    signature_level: _builtins.str
+    """The PAdES level of the agency's signature: "B-B", or "B-T" with an RFC 3161 timestamp."""
+    signer: _builtins.str
+    """The signing certificate's subject."""
+    filename: _builtins.str
+    """A file name for the download, e.g. "STP-261204-0001-receipt.pdf"."""
+    cause: _builtins.str
+    """The workflow action (or "overdue") that issued it."""
+    @_builtins.property
+    def issued_at(self) -> _timestamp_pb2.Timestamp:
+        """When the agency signed it."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        dossier_code: _builtins.str = ...,
+        kind: Global___DocumentKind.ValueType = ...,
+        media_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        form_number: _builtins.str = ...,
+        issued_at: _timestamp_pb2.Timestamp | None = ...,
+        signature_level: _builtins.str = ...,
+        signer: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        cause: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "dossier_code", b"dossier_code", "filename", b"filename", "form_number", b"form_number", "id", b"id", "issued_at", b"issued_at", "kind", b"kind", "media_type", b"media_type", "sha256", b"sha256", "signature_level", b"signature_level", "signer", b"signer", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuedDocument: _TypeAlias = IssuedDocument  # noqa: Y015
+
+@_typing.final
+class ReturnResultHeader(_message.Message):
+    """The header of a ReturnResult stream: which dossier, and what the bytes will be."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    expected_version: _builtins.int
+    """The version the caller last read; the change applies only if it is still current."""
+    comment: _builtins.str
+    filename: _builtins.str
+    """The result's file name (at most 200 characters)."""
+    media_type: _builtins.str
+    """Only application/pdf is accepted."""
+    size_bytes: _builtins.int
+    """The exact number of bytes that follow (at most the service's limit, default 20 MiB)."""
+    sha256: _builtins.str
+    """Lower-case hex SHA-256 of the bytes that follow."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+        comment: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "comment", b"comment", "expected_version", b"expected_version", "filename", b"filename", "media_type", b"media_type", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnResultHeader: _TypeAlias = ReturnResultHeader  # noqa: Y015
+
+@_typing.final
+class ReturnResultRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Every later message: the next bytes (at most 1 MiB each)."""
+    @_builtins.property
+    def header(self) -> Global___ReturnResultHeader:
+        """First message only."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___ReturnResultHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ReturnResultRequest: _TypeAlias = ReturnResultRequest  # noqa: Y015
+
+@_typing.final
+class ReturnResultResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dossier(self) -> Global___Dossier: ...
+    @_builtins.property
+    def document(self) -> Global___IssuedDocument:
+        """The result as stored (signed by the service, or the agency's own signed PDF)."""
+
+    def __init__(
+        self,
+        *,
+        dossier: Global___Dossier | None = ...,
+        document: Global___IssuedDocument | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "dossier", b"dossier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "dossier", b"dossier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnResultResponse: _TypeAlias = ReturnResultResponse  # noqa: Y015
+
+@_typing.final
+class ListDocumentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDocumentsRequest: _TypeAlias = ListDocumentsRequest  # noqa: Y015
+
+@_typing.final
+class ListDocumentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___IssuedDocument]: ...
+    def __init__(
+        self,
+        *,
+        documents: _abc.Iterable[Global___IssuedDocument] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDocumentsResponse: _TypeAlias = ListDocumentsResponse  # noqa: Y015
+
+@_typing.final
+class GetDocumentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    document_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        document_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDocumentRequest: _TypeAlias = GetDocumentRequest  # noqa: Y015
+
+@_typing.final
+class GetDocumentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Every later message: the next bytes."""
+    @_builtins.property
+    def document(self) -> Global___IssuedDocument:
+        """First message only."""
+
+    def __init__(
+        self,
+        *,
+        document: Global___IssuedDocument | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "document", b"document", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "document", b"document", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["document", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___GetDocumentResponse: _TypeAlias = GetDocumentResponse  # noqa: Y015

@@ -80,6 +80,21 @@ class DossierServiceStub:
                 request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsRequest.SerializeToString,
                 response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsResponse.FromString,
                 _registered_method=True)
+        self.ReturnResult = channel.stream_unary(
+                '/motcua.dossier.v1.DossierService/ReturnResult',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ReturnResultRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ReturnResultResponse.FromString,
+                _registered_method=True)
+        self.ListDocuments = channel.unary_unary(
+                '/motcua.dossier.v1.DossierService/ListDocuments',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDocumentsRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDocumentsResponse.FromString,
+                _registered_method=True)
+        self.GetDocument = channel.unary_stream(
+                '/motcua.dossier.v1.DossierService/GetDocument',
+                request_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDocumentRequest.SerializeToString,
+                response_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class DossierServiceServicer:
@@ -152,6 +167,34 @@ class DossierServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReturnResult(self, request_iterator, context):
+        """The officer returns the result (action "return_result", 9 → 10) with the result document.
+        The first message is the header, then the bytes in chunks of at most 1 MiB. The size,
+        media type and SHA-256 in the header must match the bytes. A PDF the agency's own tool
+        already signed is verified and kept as it is (refused when its signature does not
+        verify); any other result is signed by the service. Nothing is stored or changed when
+        any check fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDocuments(self, request, context):
+        """The signed documents issued for a dossier (forms and results), oldest first. Citizens
+        see only their own dossiers' documents, officers only their agency's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDocument(self, request, context):
+        """One issued document: the first message is its metadata, then the bytes in chunks.
+        Citizens fetch only their own dossiers' documents, officers only their agency's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DossierServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +242,21 @@ def add_DossierServiceServicer_to_server(servicer, server):
                     servicer.GetStatistics,
                     request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsRequest.FromString,
                     response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsResponse.SerializeToString,
+            ),
+            'ReturnResult': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReturnResult,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ReturnResultRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ReturnResultResponse.SerializeToString,
+            ),
+            'ListDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDocuments,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDocumentsRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDocumentsResponse.SerializeToString,
+            ),
+            'GetDocument': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetDocument,
+                    request_deserializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDocumentRequest.FromString,
+                    response_serializer=motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -445,6 +503,87 @@ class DossierService:
             '/motcua.dossier.v1.DossierService/GetStatistics',
             motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsRequest.SerializeToString,
             motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnResult(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/motcua.dossier.v1.DossierService/ReturnResult',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ReturnResultRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ReturnResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/ListDocuments',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDocumentsRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.ListDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/motcua.dossier.v1.DossierService/GetDocument',
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDocumentRequest.SerializeToString,
+            motcua_dot_dossier_dot_v1_dot_dossier__pb2.GetDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,22 @@ class DossierServiceStub:
     GetProcedure: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.GetProcedureRequest, _dossier_pb2.GetProcedureResponse]
     GetStatistics: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.GetStatisticsRequest, _dossier_pb2.GetStatisticsResponse]
     """On-time statistics per agency / procedure / period (officers: their agency only)."""
+    ReturnResult: _grpc.StreamUnaryMultiCallable[_dossier_pb2.ReturnResultRequest, _dossier_pb2.ReturnResultResponse]
+    """The officer returns the result (action "return_result", 9 → 10) with the result document.
+    The first message is the header, then the bytes in chunks of at most 1 MiB. The size,
+    media type and SHA-256 in the header must match the bytes. A PDF the agency's own tool
+    already signed is verified and kept as it is (refused when its signature does not
+    verify); any other result is signed by the service. Nothing is stored or changed when
+    any check fails.
+    """
+    ListDocuments: _grpc.UnaryUnaryMultiCallable[_dossier_pb2.ListDocumentsRequest, _dossier_pb2.ListDocumentsResponse]
+    """The signed documents issued for a dossier (forms and results), oldest first. Citizens
+    see only their own dossiers' documents, officers only their agency's.
+    """
+    GetDocument: _grpc.UnaryStreamMultiCallable[_dossier_pb2.GetDocumentRequest, _dossier_pb2.GetDocumentResponse]
+    """One issued document: the first message is its metadata, then the bytes in chunks.
+    Citizens fetch only their own dossiers' documents, officers only their agency's.
+    """
 
 @_typing.type_check_only
 class DossierServiceAsyncStub(DossierServiceStub):
@@ -87,6 +103,22 @@ class DossierServiceAsyncStub(DossierServiceStub):
     GetProcedure: _aio.UnaryUnaryMultiCallable[_dossier_pb2.GetProcedureRequest, _dossier_pb2.GetProcedureResponse]  # type: ignore[assignment]
     GetStatistics: _aio.UnaryUnaryMultiCallable[_dossier_pb2.GetStatisticsRequest, _dossier_pb2.GetStatisticsResponse]  # type: ignore[assignment]
     """On-time statistics per agency / procedure / period (officers: their agency only)."""
+    ReturnResult: _aio.StreamUnaryMultiCallable[_dossier_pb2.ReturnResultRequest, _dossier_pb2.ReturnResultResponse]  # type: ignore[assignment]
+    """The officer returns the result (action "return_result", 9 → 10) with the result document.
+    The first message is the header, then the bytes in chunks of at most 1 MiB. The size,
+    media type and SHA-256 in the header must match the bytes. A PDF the agency's own tool
+    already signed is verified and kept as it is (refused when its signature does not
+    verify); any other result is signed by the service. Nothing is stored or changed when
+    any check fails.
+    """
+    ListDocuments: _aio.UnaryUnaryMultiCallable[_dossier_pb2.ListDocumentsRequest, _dossier_pb2.ListDocumentsResponse]  # type: ignore[assignment]
+    """The signed documents issued for a dossier (forms and results), oldest first. Citizens
+    see only their own dossiers' documents, officers only their agency's.
+    """
+    GetDocument: _aio.UnaryStreamMultiCallable[_dossier_pb2.GetDocumentRequest, _dossier_pb2.GetDocumentResponse]  # type: ignore[assignment]
+    """One issued document: the first message is its metadata, then the bytes in chunks.
+    Citizens fetch only their own dossiers' documents, officers only their agency's.
+    """
 
 class DossierServiceServicer(metaclass=_abc_1.ABCMeta):
     """Intake and processing of dossiers."""
@@ -168,5 +200,39 @@ class DossierServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_dossier_pb2.GetStatisticsResponse, _abc.Awaitable[_dossier_pb2.GetStatisticsResponse]]:
         """On-time statistics per agency / procedure / period (officers: their agency only)."""
+
+    @_abc_1.abstractmethod
+    def ReturnResult(
+        self,
+        request_iterator: _MaybeAsyncIterator[_dossier_pb2.ReturnResultRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.ReturnResultResponse, _abc.Awaitable[_dossier_pb2.ReturnResultResponse]]:
+        """The officer returns the result (action "return_result", 9 → 10) with the result document.
+        The first message is the header, then the bytes in chunks of at most 1 MiB. The size,
+        media type and SHA-256 in the header must match the bytes. A PDF the agency's own tool
+        already signed is verified and kept as it is (refused when its signature does not
+        verify); any other result is signed by the service. Nothing is stored or changed when
+        any check fails.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDocuments(
+        self,
+        request: _dossier_pb2.ListDocumentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dossier_pb2.ListDocumentsResponse, _abc.Awaitable[_dossier_pb2.ListDocumentsResponse]]:
+        """The signed documents issued for a dossier (forms and results), oldest first. Citizens
+        see only their own dossiers' documents, officers only their agency's.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDocument(
+        self,
+        request: _dossier_pb2.GetDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_dossier_pb2.GetDocumentResponse], _abc.AsyncIterator[_dossier_pb2.GetDocumentResponse]]:
+        """One issued document: the first message is its metadata, then the bytes in chunks.
+        Citizens fetch only their own dossiers' documents, officers only their agency's.
+        """
 
 def add_DossierServiceServicer_to_server(servicer: DossierServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -204,3 +204,37 @@ class PaymentRefused(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaymentRefused: _TypeAlias = PaymentRefused  # noqa: Y015
+
+@_typing.final
+class DocumentIssued(_message.Message):
+    """CloudEvents type vn.motcua.dossier.document_issued.v1: a signed document was issued for the
+    dossier (a form of Circular 01/2018/TT-VPCP, or the result). Carries the document's id and
+    SHA-256, never its bytes (fetch them with DossierService.GetDocument), and the dossier, for
+    the citizen's contact data. Audit records the SHA-256 in the dossier's trail.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOSSIER_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def dossier(self) -> _dossier_pb2.Dossier:
+        """The dossier at the moment of issue (status and version of the change that issued it)."""
+
+    @_builtins.property
+    def document(self) -> _dossier_pb2.IssuedDocument:
+        """The document's metadata: id, kind, SHA-256 of the signed bytes, size."""
+
+    def __init__(
+        self,
+        *,
+        dossier: _dossier_pb2.Dossier | None = ...,
+        document: _dossier_pb2.IssuedDocument | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "dossier", b"dossier"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "dossier", b"dossier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentIssued: _TypeAlias = DocumentIssued  # noqa: Y015
