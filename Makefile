@@ -54,7 +54,7 @@ fmt: setup
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-generate: setup ## Rewrite every generated file (protos' code, event catalogue, state pages): tools/generate.py
+generate: setup ## Rewrite every generated file (protos' code, event catalogue, state pages, form pictures): tools/generate.py
 	$(PY) -m tools.generate $(GENERATORS)
 
 check-generated: setup ## Fail, naming each, when any generated file is stale (CI runs this once)

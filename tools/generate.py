@@ -57,6 +57,12 @@ GENERATORS: tuple[Generator, ...] = (
     _page("workflows", "motcua_dossier.tools.draw_workflows", "docs/workflows.md"),
     _page("payment-states", "motcua_payment.tools.draw_states", "docs/payment-states.md"),
     _page("notify-states", "motcua_notify.tools.draw_states", "docs/notify.md"),
+    Generator(
+        "forms",
+        ("docs/forms/",),
+        (PY, "-m", "motcua_documents.draw_forms", "--output", "docs/forms"),
+        (PY, "-m", "motcua_documents.draw_forms", "--output", "docs/forms", "--check"),
+    ),
 )
 
 
