@@ -4,8 +4,9 @@
 #   docker build --build-arg SERVICE=audit -t <registry>/motcua/audit:0.1.0 .
 #
 # SERVICE is dossier, notify, payment or audit. The image holds only a virtualenv with
-# motcua-<SERVICE>, the two workspace packages it uses (packages/kit, packages/contracts) and
-# their third-party packages, every one pinned and hashed from uv.lock. The build tools (uv,
+# motcua-<SERVICE>, the workspace packages it uses (packages/kit, packages/contracts; dossier
+# also packages/documents) and their third-party packages, every one pinned and hashed from
+# uv.lock. The build tools (uv,
 # hatchling) are pinned and hashed too (docker/build-requirements.txt) and stay in the builder.
 # The runtime image has no pip. It runs "python -m motcua_<SERVICE> serve" as uid 10001;
 # "migrate" runs the database migrations. Configuration is the MOTCUA_<SERVICE>_* environment
@@ -31,6 +32,7 @@ RUN python -m venv /opt/build \
 COPY pyproject.toml uv.lock ./
 COPY packages/contracts/pyproject.toml packages/contracts/
 COPY packages/kit/pyproject.toml packages/kit/
+COPY packages/documents/pyproject.toml packages/documents/
 COPY services/${SERVICE}/pyproject.toml services/${SERVICE}/
 RUN /opt/build/bin/uv export --frozen --package "motcua-${SERVICE}" --no-dev --no-editable \
         --no-emit-workspace --format requirements.txt --output-file /tmp/requirements.txt \
@@ -38,13 +40,16 @@ RUN /opt/build/bin/uv export --frozen --package "motcua-${SERVICE}" --no-dev --n
  && /opt/build/bin/uv pip install --python /opt/venv/bin/python --no-deps --require-hashes \
         --requirement /tmp/requirements.txt
 
-# Then the service and its two workspace packages, built as wheels with the pinned hatchling
+# Then the service and its workspace packages, built as wheels with the pinned hatchling
 # (no build isolation: nothing is fetched unpinned) and installed without their sources.
+# packages/documents (the signed forms) only for dossier, the service that issues them.
 COPY packages/contracts/ packages/contracts/
 COPY packages/kit/ packages/kit/
+COPY packages/documents/ packages/documents/
 COPY services/${SERVICE}/ services/${SERVICE}/
-RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels \
-        ./packages/contracts ./packages/kit "./services/${SERVICE}" \
+RUN documents=""; if [ "${SERVICE}" = dossier ]; then documents=./packages/documents; fi \
+ && /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels \
+        ./packages/contracts ./packages/kit ${documents} "./services/${SERVICE}" \
  && /opt/build/bin/uv pip install --python /opt/venv/bin/python --no-deps /tmp/wheels/*.whl
 
 # ---- runtime ----
@@ -52,6 +57,11 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE
 LABEL org.opencontainers.image.title="motcua-${SERVICE}" \
       org.opencontainers.image.description="motcua ${SERVICE} service"
+# dossier draws the forms with DejaVu Sans (every Vietnamese letter), embedded in each PDF.
+RUN if [ "${SERVICE}" = dossier ]; then \
+      apt-get update && apt-get install --yes --no-install-recommends fonts-dejavu-core \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 # The base image's own pip, setuptools and wheel go: nothing installs at run time.
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
  && ! python -c "import pip" 2>/dev/null \
