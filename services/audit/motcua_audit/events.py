@@ -20,6 +20,8 @@ NOTIFY_TOPIC = t.NOTIFY_TOPIC
 CONSUMED_TOPICS = (DOSSIER_TOPIC, PAYMENT_TOPIC, NOTIFY_TOPIC)
 
 DOSSIER_SUBMITTED = t.DOSSIER_SUBMITTED
+DOCUMENT_ISSUED = t.DOSSIER_DOCUMENT_ISSUED
+"""Its entry's ``resource`` names the paper and its SHA-256 (:mod:`.domain.documents`)."""
 
 DOSSIER_PAYLOADS: dict[str, type[Message]] = {
     t.DOSSIER_SUBMITTED: dossier_events.DossierSubmitted,
@@ -42,6 +44,7 @@ DOSSIER_PAYLOADS: dict[str, type[Message]] = {
     t.DOSSIER_DUE_SOON: dossier_events.DossierDeadline,
     t.DOSSIER_OVERDUE: dossier_events.DossierDeadline,
     t.DOSSIER_PAYMENT_REFUSED: dossier_events.PaymentRefused,
+    t.DOSSIER_DOCUMENT_ISSUED: dossier_events.DocumentIssued,
 }
 """Known dossier event types → the protobuf message their payload must parse as."""
 

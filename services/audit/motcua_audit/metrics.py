@@ -48,3 +48,8 @@ SEQUENCER_FAILURES = Counter(
     "motcua_audit_sequencer_failures_total",
     "Sequencer batches that failed and rolled back (their entries stay staged)",
 )
+DOCUMENTS_WITHOUT_RESOURCE = Counter(
+    "motcua_audit_documents_without_resource_total",
+    "document_issued events recorded without a document resource: the payload's document id "
+    "was empty or its sha256 not 64 lower-case hex (the event is recorded all the same)",
+)

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from sqlalchemy.orm import Session
 
 from motcua.audit.v1 import audit_pb2, audit_pb2_grpc
-from motcua_audit import events, metrics, reads, recording
+from motcua_audit import documents, events, metrics, reads, recording
 from motcua_audit.adapters import db
 from motcua_audit.adapters.grpc_api import AuditApi
 from motcua_audit.adapters.keys import KeyRing, LazyKeyRing
@@ -146,12 +146,15 @@ class AuditService(Service[AuditSettings]):
             for event, _message in events_and_messages
         ]
         self._stage_many(session, staged)
+        documents.count_unindexed(session, (entry for entry, _, _ in staged))
 
     def record_event(
         self, session: Session, topic: str, event: Event, message: Message | None
     ) -> db.StagedEntry:
         """Stage one consumed event in the consumer's transaction (the inbox row joins it)."""
-        return self.stage(session, self._event_entry(topic, event, message))
+        entry = self._event_entry(topic, event, message)
+        documents.count_unindexed(session, [entry])
+        return self.stage(session, entry)
 
     def _event_entry(self, topic: str, event: Event, message: Message | None) -> Entry:
         return event_entry(topic, event, message, self.clock())
@@ -250,6 +253,10 @@ class AuditService(Service[AuditSettings]):
     ) -> tuple[list[tuple[db.StoredEntry, list[bytes]]], SignedTreeHead]:
         """Every entry of one dossier with its inclusion proof against one covering head."""
         return reads.dossier_trail(self, dossier_code)
+
+    def document_proof(self, sha256_hex: str) -> documents.DocumentProof:
+        """The entry that recorded an issued document's hash, proved against a signed head."""
+        return documents.document_proof(self, sha256_hex)
 
     def entry_page(
         self, start: int, end: int, limit: int

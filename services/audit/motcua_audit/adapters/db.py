@@ -49,7 +49,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from motcua_audit.domain.entry import Entry
+from motcua_audit import events
+from motcua_audit.domain.documents import parse_document_resource
+from motcua_audit.domain.entry import Entry, EntryKind
 from motcua_audit.domain.merkle import MerkleLog, NodeKey, leaf_hash, leaf_hashes
 from motcua_audit.domain.tree_head import SignedTreeHead, TreeHead
 from motcua_kit.consumer import inbox_table
@@ -75,7 +77,16 @@ entries = Table(
     Column("leaf_hash", LargeBinary(32), nullable=False),
     # Access records: SHA-256 of the request, to tell a retry from a reused record id.
     Column("fingerprint", String(64), nullable=True),
+    # document_issued events: the paper's SHA-256 (hex) from the resource (ADR 0087).
+    Column("document_sha256", String(64), nullable=True),
     Index("ix_audit_entries_dossier", "dossier_code", "idx"),
+    Index(
+        "ix_audit_entries_document",
+        "document_sha256",
+        "idx",
+        sqlite_where=text("document_sha256 IS NOT NULL"),
+        postgresql_where=text("document_sha256 IS NOT NULL"),
+    ),
     Index("ux_audit_entries_leaf_hash", "leaf_hash", unique=True),
     Index("ux_audit_entries_source_id", "event_source", "event_id", unique=True),
 )
@@ -135,7 +146,14 @@ staged_entries = Table(
     # Access records: whose data (moved to audit_access_subjects with the entry's index).
     Column("citizen_id", String(12), nullable=True),
     Column("salt", LargeBinary(32), nullable=True),
+    Column("document_sha256", String(64), nullable=True),
     Index("ux_audit_staged_source_id", "event_source", "event_id", unique=True),
+    Index(
+        "ix_audit_staged_document",
+        "document_sha256",
+        sqlite_where=text("document_sha256 IS NOT NULL"),
+        postgresql_where=text("document_sha256 IS NOT NULL"),
+    ),
 )
 
 inbox = inbox_table(metadata)
@@ -219,6 +237,7 @@ _STAGED_ENTRY_COLUMNS = (
     "kind",
     "entry",
     "fingerprint",
+    "document_sha256",
 )
 """What a staged row carries into ``audit_entries`` (which adds ``idx`` and ``leaf_hash``)."""
 
@@ -398,8 +417,19 @@ def _row(
         "kind": entry.kind.value,
         "entry": entry.encode(),
         "fingerprint": fingerprint,
+        "document_sha256": document_sha256(entry),
         "subject": subject,
     }
+
+
+def document_sha256(entry: Entry) -> str | None:
+    """The issued document's SHA-256 hex, indexed for GetDocumentProof: only a consumed
+    document_issued event's resource counts. An access record's resource is the caller's
+    text, so one naming a "document:" resource never answers for a paper."""
+    if entry.kind is not EntryKind.EVENT or entry.event_type != events.DOCUMENT_ISSUED:
+        return None
+    parsed = parse_document_resource(entry.resource)
+    return None if parsed is None else parsed[1]
 
 
 class AuditLogRepository:
@@ -629,6 +659,29 @@ class AuditLogRepository:
     def index_of_leaf(session: Session, leaf_hash: bytes) -> int | None:
         found = session.scalar(select(entries.c.idx).where(entries.c.leaf_hash == leaf_hash))
         return None if found is None else int(found)
+
+    @staticmethod
+    def by_document_sha256(session: Session, sha256_hex: str) -> StoredEntry | None:
+        """The first entry that recorded this document hash (a replay or a re-issue of the same
+        bytes records it again; the first is when the paper was issued). One probe of the
+        partial index ``ix_audit_entries_document``."""
+        row = session.execute(
+            select(*_ENTRY_COLUMNS)
+            .where(entries.c.document_sha256 == sha256_hex)
+            .order_by(entries.c.idx)
+            .limit(1)
+        ).first()
+        return None if row is None else _stored(row)
+
+    @staticmethod
+    def document_staged(session: Session, sha256_hex: str) -> bool:
+        """Whether an entry recording this document hash is staged, not yet sequenced."""
+        found = session.scalar(
+            select(staged_entries.c.id)
+            .where(staged_entries.c.document_sha256 == sha256_hex)
+            .limit(1)
+        )
+        return found is not None
 
     @staticmethod
     def by_source_and_id(session: Session, source: str, event_id: str) -> StoredEntry | None:

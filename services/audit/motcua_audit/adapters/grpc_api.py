@@ -20,6 +20,7 @@ from motcua_audit.adapters.messages import (
 )
 from motcua_audit.domain import permissions
 from motcua_audit.domain.access import validate_access
+from motcua_audit.domain.documents import is_sha256_hex
 from motcua_audit.domain.merkle import HASH_SIZE
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument
@@ -173,4 +174,25 @@ class AuditApi(audit_pb2_grpc.AuditServiceServicer):
         current_principal()
         return audit_pb2.GetPublicKeysResponse(
             keys=public_keys_to_proto(self._service.key_ring.published())
+        )
+
+    def GetDocumentProof(
+        self, request: audit_pb2.GetDocumentProofRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.GetDocumentProofResponse:
+        current_principal()  # any authenticated caller: see domain/permissions.py
+        if not is_sha256_hex(request.sha256):
+            raise InvalidArgument(
+                "sha256", "must be 64 lower-case hex digits (the SHA-256 of the document's bytes)"
+            )
+        found = self._service.document_proof(request.sha256)
+        return audit_pb2.GetDocumentProofResponse(
+            entry=entry_to_proto(
+                found.entry,
+                audit_pb2.InclusionProof(
+                    leaf_index=found.entry.index,
+                    tree_size=found.head.head.size,
+                    audit_path=found.path,
+                ),
+            ),
+            tree_head=head_to_proto(found.head),
         )

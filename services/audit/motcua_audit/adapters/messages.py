@@ -18,6 +18,7 @@ from motcua.dossier.v1 import events_pb2 as dossier_events
 from motcua_audit import events
 from motcua_audit.adapters.db import StoredEntry
 from motcua_audit.adapters.keys import PublishedKey
+from motcua_audit.domain.documents import document_resource
 from motcua_audit.domain.entry import Actor, Entry, EntryKind, Role
 from motcua_audit.domain.tree_head import SignedTreeHead, public_key_to_pem
 from motcua_kit.actors import actor_to_proto, role_from_proto
@@ -104,6 +105,15 @@ def payload_of(topic: str, event: Event) -> Message | None:
     return event.parse(payload_type) if payload_type is not None else None
 
 
+def resource_of_event(message: Message | None) -> str:
+    """What an event's entry names as its resource: an issued document's id and SHA-256
+    (``document:<id>:sha256:<hex>``); empty for every other event, and for a document_issued
+    payload whose id or hash is malformed (recorded all the same, without a resource)."""
+    if not isinstance(message, dossier_events.DocumentIssued):
+        return ""
+    return document_resource(message.document.id, message.document.sha256) or ""
+
+
 def event_entry(topic: str, event: Event, message: Message | None, recorded_at: datetime) -> Entry:
     """The log entry of a consumed event: its envelope's fields and its payload's digest."""
     return Entry(
@@ -118,4 +128,5 @@ def event_entry(topic: str, event: Event, message: Message | None, recorded_at: 
         dossier_code=event.subject,
         payload_sha256=hashlib.sha256(event.data).digest(),
         recorded_at=recorded_at,
+        resource=resource_of_event(message),
     )

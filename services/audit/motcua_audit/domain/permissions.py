@@ -1,8 +1,11 @@
 """Who may call what on the audit log: the audit service's authorisation policy.
 
 Reading proofs, tree heads and public keys is open to every authenticated caller (they reveal
-hashes only). Entry contents are for admins and services (any entry) and officers (the trails
-of their own agency's dossiers); recording an access is for officers, admins and services;
+hashes only). So is a document's proof (GetDocumentProof): to ask, one must hold the paper
+(its SHA-256 is the question), and the entry returned says nothing the paper does not (its
+id, dossier code and issuing service), so a citizen or a court checks a paper with any token.
+Other entry contents are for admins and services (any entry) and officers (the trails of
+their own agency's dossiers); recording an access is for officers, admins and services;
 listing entries and signing a head on demand are for admins and services. (Whom an access
 record may name as its actor is :func:`~motcua_audit.domain.access.acting_actor`'s rule.)
 
