@@ -30,6 +30,8 @@ DOSSIER_RESULT_RETURNED = t.DOSSIER_RESULT_RETURNED
 DOSSIER_WITHDRAWN = t.DOSSIER_WITHDRAWN
 DOSSIER_STOPPED = t.DOSSIER_STOPPED
 
+DOSSIER_DOCUMENT_ISSUED = t.DOSSIER_DOCUMENT_ISSUED  # DocumentIssued (id + SHA-256, no bytes)
+
 DOSSIER_STATUS_CHANGES = occurrence.DOSSIER_STATUS_CHANGES  # the ones a citizen is told of
 
 # -- consumed: payment ------------------------------------------------------------------------

@@ -51,3 +51,16 @@ IN_FLIGHT = Gauge(
     "Sends handed to a channel's workers and not yet answered (at most its sender's workers)",
     ["channel"],
 )
+DOCUMENTS = Counter(
+    "motcua_notify_documents_total",
+    "Issued documents seen, by kind and what notify made of them (attached, link_only, "
+    "not_notified: a kind the status notices tell of, skipped: documents not configured)",
+    ["kind", "outcome"],
+)
+DOCUMENT_FETCHES = Counter(
+    "motcua_notify_document_fetches_total",
+    "Fetches of a document's bytes from the dossier service for an email, by outcome (fetched, "
+    "mismatch: size or SHA-256 not the event's, not_found, permission_denied, unavailable, "
+    "error)",
+    ["outcome"],
+)

@@ -127,6 +127,7 @@ class NotifyService(Service[NotifySettings]):
             sms_encoding=s.sms_encoding,
             tz=self.tz,
             clock=self.clock,
+            documents=wiring.document_notices(s),
         )
         # One sender per configured channel, each with its own workers (ADR 0037).
         self.senders = {

@@ -2,6 +2,9 @@
 
 Channels are enabled by configuring them: email needs ``SMTP_HOST``, SMS at least
 ``SMS_PROVIDER_A_URL``, Zalo ``ZALO_API_URL``, webhooks a ``WEBHOOK_SUBSCRIPTIONS_FILE``.
+Signed documents (issue 18, docs/adr/0088) are enabled by ``DOSSIER_GRPC_TARGET`` with
+``DOSSIER_TOKEN_FILE``: without a target, ``document_issued`` events are recorded as skipped
+(nothing is sent, the inbox keeps them), so a deployment without documents works as before.
 Rate limits are JSON, e.g. ``MOTCUA_NOTIFY_RATE_LIMITS='{"sms": {"per_second": 5, "burst": 10}}'``.
 """
 
@@ -14,6 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from motcua_kit.public_http import PublicHttpSettings
 from motcua_kit.settings import ServiceSettings
+from motcua_notify.domain.documents import DocumentError, check_link_template
 from motcua_notify.domain.pacing import QuietHours
 from motcua_notify.domain.retry import RetryPolicy
 from motcua_notify.domain.sms import Encoding
@@ -85,6 +89,25 @@ class NotifySettings(ServiceSettings, PublicHttpSettings):
     # -- webhooks ------------------------------------------------------------------------------
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    # -- signed documents (docs/adr/0088) ------------------------------------------------------
+    # The dossier service's gRPC address (host:port), for GetDocument. Empty: documents are not
+    # configured, and document_issued events are recorded as skipped (no notice, no error).
+    dossier_grpc_target: str = ""
+    # The service account's bearer token (a JWT issued by the identity provider, role
+    # "service"), read at each fetch so the provider may rotate it. Required with the target.
+    dossier_token_file: Path | None = None
+    dossier_grpc_ca_file: Path | None = None  # TLS to the dossier service (mTLS with the two below)
+    dossier_grpc_cert_file: Path | None = None
+    dossier_grpc_key_file: Path | None = None
+    dossier_grpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Where the citizen's portal serves a document: {dossier_code} and {document_id} are filled
+    # in (URL-quoted). The SMS names it whole, so it is checked against the SMS length at start.
+    document_link_template: str = (
+        "https://dichvucong.danang.gov.vn/ho-so/{dossier_code}/giay-to/{document_id}"
+    )
+    # A larger document is not attached: the email gives the link only, and says why.
+    document_attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+
     # -- delivery receipts (HTTP callbacks from providers) -------------------------------------
     receipts_port: int = Field(default=9112, ge=0, le=65535)
 
@@ -123,6 +146,25 @@ class NotifySettings(ServiceSettings, PublicHttpSettings):
         QuietHours.parse(value, "UTC")  # raises with the expected form
         return value
 
+    @field_validator("document_link_template")
+    @classmethod
+    def _document_link(cls, value: str) -> str:
+        try:
+            return check_link_template(value)
+        except DocumentError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @model_validator(mode="after")
+    def _documents_need_a_token(self) -> NotifySettings:
+        if self.dossier_grpc_target and self.dossier_token_file is None:
+            raise ValueError("dossier_token_file is required with dossier_grpc_target")
+        return self
+
+    @property
+    def documents_enabled(self) -> bool:
+        """Whether issued documents are sent (a dossier service to fetch them from)."""
+        return bool(self.dossier_grpc_target)
+
     @field_validator("rate_limits")
     @classmethod
     def _rate_limits_keep_defaults(
@@ -143,7 +185,13 @@ class NotifySettings(ServiceSettings, PublicHttpSettings):
         """A sender still waiting on a provider must not look dead to the others."""
         sms_providers = bool(self.sms_provider_a_url) + bool(self.sms_provider_b_url)
         longest = max(
-            self.smtp_timeout_seconds if self.smtp_host else 0.0,
+            # An email with a document fetches it first, then hands it to the relay.
+            (self.smtp_timeout_seconds if self.smtp_host else 0.0)
+            + (
+                self.dossier_grpc_timeout_seconds
+                if self.smtp_host and self.documents_enabled
+                else 0.0
+            ),
             self.sms_timeout_seconds * sms_providers,
             self.zalo_timeout_seconds if self.zalo_api_url else 0.0,
             self.webhook_timeout_seconds if self.webhook_subscriptions_file else 0.0,

@@ -3,6 +3,7 @@ the notify events it publishes, and the gRPC API's messages. No rules live here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,15 @@ from motcua_kit.envelope import Event
 from motcua_kit.errors import InvalidArgument
 from motcua_kit.proto import timestamp
 from motcua_notify import events
+from motcua_notify.domain.documents import (
+    APOLOGY,
+    CONTROL_SHEET,
+    RECEIPT,
+    REFUSAL,
+    RESULT,
+    SUPPLEMENT_REQUEST,
+    DocumentRef,
+)
 from motcua_notify.domain.notification import (
     Contact,
     HistoryEntry,
@@ -67,6 +77,40 @@ def dossier_of(message: Message) -> dossier_pb2.Dossier:
     if not isinstance(dossier, dossier_pb2.Dossier):
         raise ValueError(f"{type(message).__name__} carries no dossier")
     return dossier
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+DOCUMENT_KINDS = {
+    dossier_pb2.DOCUMENT_KIND_RECEIPT: RECEIPT,
+    dossier_pb2.DOCUMENT_KIND_SUPPLEMENT_REQUEST: SUPPLEMENT_REQUEST,
+    dossier_pb2.DOCUMENT_KIND_REFUSAL: REFUSAL,
+    dossier_pb2.DOCUMENT_KIND_APOLOGY: APOLOGY,
+    dossier_pb2.DOCUMENT_KIND_CONTROL_SHEET: CONTROL_SHEET,
+    dossier_pb2.DOCUMENT_KIND_RESULT: RESULT,
+}
+
+
+def document_of(message: Message) -> DocumentRef:
+    """The issued document a ``document_issued`` event names (its dossier's code when the
+    document leaves it out)."""
+    if not isinstance(message, dossier_events.DocumentIssued):
+        raise ValueError(f"{type(message).__name__} is not a DocumentIssued")
+    d = message.document
+    if not d.id:
+        raise ValueError("DocumentIssued carries no document id")
+    if not _SHA256.fullmatch(d.sha256.lower()):
+        raise ValueError(f"DocumentIssued {d.id}: sha256 is not 64 hex digits")
+    if d.size_bytes <= 0:
+        raise ValueError(f"DocumentIssued {d.id}: size_bytes must be positive")
+    return DocumentRef(
+        id=d.id,
+        dossier_code=d.dossier_code or message.dossier.code,
+        kind=DOCUMENT_KINDS.get(d.kind, "unspecified"),  # type: ignore[call-overload,unused-ignore]
+        filename=d.filename,
+        media_type=d.media_type,
+        size_bytes=int(d.size_bytes),
+        sha256=d.sha256.lower(),
+    )
 
 
 def payment_of(message: Message | None) -> payment_pb2.Payment:
@@ -124,6 +168,7 @@ DOSSIER_MESSAGES: dict[str, type[Message]] = {
     events.DOSSIER_SUBMITTED: dossier_events.DossierSubmitted,
     events.DOSSIER_OVERDUE: dossier_events.DossierDeadline,
     **dict.fromkeys(events.DOSSIER_STATUS_CHANGES, dossier_events.DossierStatusChanged),
+    events.DOSSIER_DOCUMENT_ISSUED: dossier_events.DocumentIssued,
 }
 PAYMENT_MESSAGES: dict[str, type[Message]] = {
     events.PAYMENT_REQUESTED: payment_events.PaymentEvent,

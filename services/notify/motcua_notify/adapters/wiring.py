@@ -12,7 +12,9 @@ from motcua_notify.adapters.channels.email import SmtpEmail
 from motcua_notify.adapters.channels.sms import FailoverSms, HttpSmsProvider, SmsProvider
 from motcua_notify.adapters.channels.webhook import SignedWebhooks
 from motcua_notify.adapters.channels.zalo import ZaloApi
+from motcua_notify.adapters.documents import DossierDocuments
 from motcua_notify.domain.claim import Pacing
+from motcua_notify.domain.documents import DocumentNotices, longest_link
 from motcua_notify.domain.occurrence import PROVIDED_VARIABLES
 from motcua_notify.domain.pacing import TokenBucket
 from motcua_notify.domain.states import Channel
@@ -33,15 +35,50 @@ RECEIPT_CHANNEL = {"sms-a": Channel.SMS, "sms-b": Channel.SMS, "zalo": Channel.Z
 def catalogue(s: NotifySettings) -> TemplateCatalogue:
     """The notice templates, checked against the SMS limit (a refusal stops the start)."""
     try:
-        return TemplateCatalogue.load(
+        loaded = TemplateCatalogue.load(
             s.templates_file,
             segment_limit=s.sms_segment_limit,
             encoding=s.sms_encoding,
             provided=PROVIDED_VARIABLES,
         )
+        _check_document_link(s, loaded)
+        return loaded
     except TemplateCatalogueError as exc:
         log.critical("notice templates refused: %s", exc)  # one line, before any traceback
         raise
+
+
+def _check_document_link(s: NotifySettings, loaded: TemplateCatalogue) -> None:
+    """A link is never cut in an SMS, so the longest the link template makes must be within
+    what the SMS check assumed for it (``document_link``'s ``sms_max_length``)."""
+    variable = loaded.variables.get("document_link")
+    longest = longest_link(s.document_link_template)
+    if s.documents_enabled and variable is not None and longest > variable.sms_max_length:
+        raise TemplateCatalogueError(
+            f"document_link_template makes links of up to {longest} characters; the SMS "
+            f"templates are checked for {variable.sms_max_length} (variable document_link)"
+        )
+
+
+def document_notices(s: NotifySettings) -> DocumentNotices | None:
+    """How issued documents become notices; None when documents are not configured."""
+    if not s.documents_enabled:
+        return None
+    return DocumentNotices(s.document_link_template, s.document_attachment_max_bytes)
+
+
+def documents(s: NotifySettings) -> DossierDocuments | None:
+    """The dossier service's GetDocument client; None when documents are not configured."""
+    if not s.documents_enabled or s.dossier_token_file is None:
+        return None
+    return DossierDocuments(
+        s.dossier_grpc_target,
+        s.dossier_token_file,
+        timeout=s.dossier_grpc_timeout_seconds,
+        ca_file=s.dossier_grpc_ca_file,
+        cert_file=s.dossier_grpc_cert_file,
+        key_file=s.dossier_grpc_key_file,
+    )
 
 
 def subscriptions(s: NotifySettings) -> list[WebhookSubscription]:
@@ -68,6 +105,7 @@ def build_channels(
             password=s.smtp_password.get_secret_value(),
             starttls=s.smtp_starttls,
             timeout=s.smtp_timeout_seconds,
+            documents=documents(s),
         )
     providers = [
         HttpSmsProvider(

@@ -81,6 +81,9 @@ class Occurrence:
     occurred_at: datetime
     contact: Contact | None
     values: Mapping[str, str]  # template variables, already formatted (dates dd/mm/yyyy, …)
+    # A signed document the email carries (domain.documents.DocumentRef.payload): the email
+    # intent keeps it, and the email channel fetches and checks the bytes when sending.
+    attachment: Mapping[str, object] | None = None
 
     # Values a webhook may carry: none of them personal data.
     WEBHOOK_FIELDS = (
@@ -208,6 +211,8 @@ def _citizen_intent(
         if channel is Channel.EMAIL:
             email = catalogue.render_email(template, values)
             subject, body = email.subject, email.body
+            if occurrence.attachment is not None:
+                payload = {"document": dict(occurrence.attachment)}
         elif channel is Channel.SMS:
             sms = catalogue.render_sms(template, values)
             body, segments = sms.text(sms_encoding), sms.segments(sms_encoding)

@@ -60,6 +60,18 @@ PROVIDED_VARIABLES: dict[str, frozenset[str]] = {
     t.DOSSIER_OVERDUE: BASE_VARIABLES | {"due_date", "new_appointment_date", "days_late"},
     t.PAYMENT_REQUESTED: BASE_VARIABLES | {"amount", "payment_link"},
     t.PAYMENT_SUCCEEDED: BASE_VARIABLES | {"amount", "receipt_number"},
+    # The receipt slip or the result, signed (docs/adr/0088): its name, the portal link, the
+    # attachment's file name and size, whether it is attached ("có" or "") and the cap.
+    t.DOSSIER_DOCUMENT_ISSUED: BASE_VARIABLES
+    | {
+        "document_kind",
+        "document_name",
+        "document_link",
+        "document_filename",
+        "document_size",
+        "document_attached",
+        "attachment_limit",
+    },
 }
 
 
@@ -103,7 +115,12 @@ class DossierSnapshot:
         }
 
     def occurrence(
-        self, event_id: str, event_type: str, occurred_at: datetime, extra: Mapping[str, str]
+        self,
+        event_id: str,
+        event_type: str,
+        occurred_at: datetime,
+        extra: Mapping[str, str],
+        attachment: Mapping[str, object] | None = None,
     ) -> Occurrence:
         return Occurrence(
             event_id=event_id,
@@ -113,4 +130,5 @@ class DossierSnapshot:
             occurred_at=occurred_at,
             contact=self.contact,
             values={**self.values(), **extra},
+            attachment=attachment,
         )

@@ -21,9 +21,11 @@ from motcua_kit.consumer import PermanentError
 from motcua_kit.db import on_commit
 from motcua_kit.envelope import Event
 from motcua_kit.tracing import current_traceparent
+from motcua_notify import events
 from motcua_notify.adapters import db
 from motcua_notify.adapters.messages import (
     PAYMENT_MESSAGES,
+    document_of,
     dossier_extra,
     dossier_of,
     payment_extra,
@@ -31,13 +33,14 @@ from motcua_notify.adapters.messages import (
     payment_snapshot,
     snapshot_of,
 )
+from motcua_notify.domain.documents import DocumentNotice, DocumentNotices
 from motcua_notify.domain.notification import Intent, Occurrence, addresses_citizen, plan
 from motcua_notify.domain.occurrence import DossierSnapshot
 from motcua_notify.domain.sms import Encoding
 from motcua_notify.domain.states import Channel, Published, State
 from motcua_notify.domain.subscriptions import WebhookSubscription
 from motcua_notify.domain.templates import TemplateCatalogue
-from motcua_notify.metrics import MESSAGES
+from motcua_notify.metrics import DOCUMENTS, MESSAGES
 from motcua_notify.usecases.outcomes import Outcomes
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,12 @@ class Recording:
         sms_encoding: Encoding,
         tz: ZoneInfo,
         clock: Clock,
+        documents: DocumentNotices | None = None,
     ) -> None:
+        """``documents``: how issued documents become notices; None when documents are not
+        configured (their events are then recorded as skipped)."""
         self.repository = repository
+        self.documents = documents
         self.outcomes = outcomes
         self.catalogue = catalogue
         self.subscriptions = subscriptions
@@ -107,11 +114,44 @@ class Recording:
                     raise PermanentError(f"{event.type} {event.id} names no dossier")
                 latest[snapshot.dossier_code] = snapshot
                 extra = dossier_extra(message)
-            occurrence = snapshot.occurrence(event.id, event.type, aware(event.time), extra)
+            attachment = None
+            if event.type == events.DOSSIER_DOCUMENT_ISSUED:
+                assert message is not None
+                notice = self.document_notice(session, event, message, snapshot)
+                if notice is None:
+                    continue  # skipped or not a notice of its own: the inbox keeps the event
+                extra, attachment = notice.values, notice.attachment
+            occurrence = snapshot.occurrence(
+                event.id, event.type, aware(event.time), extra, attachment
+            )
             occurrences.append((occurrence, trace_headers or current_traceparent()))
         # The last snapshot of each dossier: what one-by-one upserts would leave.
         self.repository.save_snapshots(session, latest.values(), now)
         return self.record_many(session, occurrences, now)
+
+    def document_notice(
+        self, session: Session, event: Event, message: Message, snapshot: DossierSnapshot
+    ) -> DocumentNotice | None:
+        """The notice a ``document_issued`` event calls for (docs/adr/0088); None when
+        documents are not configured or its kind is not a notice of its own."""
+        try:
+            ref = document_of(message)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from exc
+        if ref.dossier_code != snapshot.dossier_code:
+            raise PermanentError(
+                f"{event.type} {event.id}: document {ref.id} is of dossier {ref.dossier_code}, "
+                f"the event's dossier is {snapshot.dossier_code}"
+            )
+        notice = self.documents.notice(ref) if self.documents is not None else None
+        if self.documents is None:
+            outcome = "skipped"
+        elif notice is None:
+            outcome = "not_notified"
+        else:
+            outcome = "attached" if notice.attachment.get("attach") else "link_only"
+        on_commit(session, DOCUMENTS.labels(ref.kind, outcome).inc)
+        return notice
 
     def record_many(
         self,

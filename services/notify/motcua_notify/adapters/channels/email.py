@@ -1,4 +1,10 @@
-"""Email over SMTP. The relay's acceptance (250) is as far as delivery can be known."""
+"""Email over SMTP. The relay's acceptance (250) is as far as delivery can be known.
+
+An email whose intent names a signed document to attach (``payload["document"]``, issue 18)
+is sent as multipart/mixed with the PDF, fetched from the dossier service when sending and
+checked against the event; when it cannot be had as the event names it, nothing is sent
+(retried when the dossier service may answer later, failed when it never will).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,22 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry, Unstructur
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import formatdate
+from typing import Protocol
 
 from motcua_notify.adapters.channels.base import ProviderRouting, Timer, short
+from motcua_notify.adapters.documents import DocumentFetchError
+from motcua_notify.domain.documents import DocumentRef
 from motcua_notify.domain.notification import Notification, SendResult, Verdict
 from motcua_notify.domain.states import Channel
+
+
+class DocumentSource(Protocol):
+    """Where an attachment's bytes come from (:class:`~motcua_notify.adapters.documents.
+    DossierDocuments`): exactly the event's bytes, or a :class:`DocumentFetchError`."""
+
+    def fetch(self, ref: DocumentRef) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class _SpaceKeepingHeader(BaseHeader):
@@ -62,6 +80,7 @@ class SmtpEmail:
         password: str = "",
         starttls: bool = False,
         timeout: float = 10.0,
+        documents: DocumentSource | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -71,9 +90,12 @@ class SmtpEmail:
         self.password = password
         self.starttls = starttls
         self.timeout = timeout
+        self.documents = documents
         self._domain = sender.rpartition("@")[2] or "motcua.local"
 
-    def message(self, notification: Notification) -> EmailMessage:
+    def message(
+        self, notification: Notification, attachment: tuple[DocumentRef, bytes] | None = None
+    ) -> EmailMessage:
         msg = EmailMessage(policy=POLICY)
         local, _, domain = self.sender.rpartition("@")
         msg["From"] = Address(self.sender_name, local, domain)
@@ -84,9 +106,32 @@ class SmtpEmail:
         msg["X-Motcua-Notification-Id"] = notification.id
         msg["X-Motcua-Dossier"] = notification.dossier_code
         msg.set_content(notification.body, charset="utf-8")
+        if attachment is not None:
+            ref, data = attachment
+            msg.add_attachment(
+                data, maintype="application", subtype="pdf", filename=ref.attachment_name
+            )
         return msg
 
+    def attachment(self, notification: Notification) -> tuple[DocumentRef, bytes] | None:
+        """The document the email carries, fetched and checked; None for an email without one
+        (or one the notice sends as a link only)."""
+        raw = notification.payload.get("document")
+        if not isinstance(raw, dict) or not raw.get("attach"):
+            return None
+        ref = DocumentRef.from_payload(raw)
+        if self.documents is None:
+            raise DocumentFetchError(
+                "error", "documents are not configured (no dossier gRPC target)", permanent=True
+            )
+        return ref, self.documents.fetch(ref)
+
     def send(self, notification: Notification, reference: str) -> SendResult:
+        try:
+            attachment = self.attachment(notification)
+        except DocumentFetchError as exc:
+            verdict = Verdict.PERMANENT if exc.permanent else Verdict.TEMPORARY
+            return SendResult(verdict, self.provider, detail=f"not sent: {short(exc.reason, 300)}")
         timer = Timer(self.channel, self.provider)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
@@ -94,7 +139,7 @@ class SmtpEmail:
                     smtp.starttls()
                 if self.username:
                     smtp.login(self.username, self.password)
-                smtp.send_message(self.message(notification))
+                smtp.send_message(self.message(notification, attachment))
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             verdict = Verdict.TEMPORARY if 400 <= code < 500 else Verdict.PERMANENT
@@ -119,7 +164,8 @@ class SmtpEmail:
         )
 
     def close(self) -> None:
-        return None
+        if self.documents is not None:
+            self.documents.close()
 
 
 def _reply(code: int, text: bytes | str) -> str:
