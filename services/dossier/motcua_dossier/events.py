@@ -43,3 +43,6 @@ def action_event(action: str) -> str:
 PAYMENT_TOPIC = t.PAYMENT_TOPIC
 PAYMENT_REQUESTED = t.PAYMENT_REQUESTED
 PAYMENT_SUCCEEDED = t.PAYMENT_SUCCEEDED
+
+# A signed document was issued for the dossier (DocumentIssued, ADR 0086).
+DOCUMENT_ISSUED = t.DOSSIER_DOCUMENT_ISSUED

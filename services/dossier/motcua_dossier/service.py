@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
 from motcua.payment.v1 import events_pb2 as payment_events_pb2
-from motcua_dossier import deadlines, events, payments
+from motcua_dossier import deadlines, documents, events, payments
 from motcua_dossier.adapters import db, messages
 from motcua_dossier.adapters.grpc_api import DossierApi
 from motcua_dossier.domain import paging
@@ -26,6 +26,7 @@ from motcua_dossier.domain.access import authorise_submit, listing_scope, may_se
 from motcua_dossier.domain.calendar import WorkingCalendar
 from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
 from motcua_dossier.domain.dossier import Actor, Document, Dossier, Status, Submission, key_reused
+from motcua_dossier.domain.forms import IssuedDocument
 from motcua_dossier.domain.lifecycle import (
     AppliedAction,
     acting_role,
@@ -68,6 +69,11 @@ class DossierService(Service[DossierSettings]):
     catalogue: Dependency[Catalogue] = Dependency(_catalogue)
     calendar: Dependency[WorkingCalendar] = Dependency(_calendar)
     repository: Dependency[db.DossierRepository] = Dependency(lambda ctx: db.DossierRepository())
+    papers: Dependency[documents.Papers] = Dependency(lambda ctx: documents.Papers(ctx.settings))
+
+    def on_start(self) -> None:
+        """With a keyring, every agency that receives dossiers must have a key (ADR 0086)."""
+        self.papers.check(self.catalogue)
 
     def grpc_services(self) -> list[tuple[str, Registration]]:
         api = DossierApi(self)
@@ -192,8 +198,10 @@ class DossierService(Service[DossierSettings]):
         comment: str,
         expected_version: int,
         documents: tuple[Document, ...] = (),
+        result: IssuedDocument | None = None,
     ) -> Dossier:
-        """Apply a workflow action for the caller, checking the version they last read."""
+        """Apply a workflow action for the caller, checking the version they last read; the
+        signed papers it issues (and ReturnResult's ``result``) are stored with it."""
         code, action = code.strip(), action.strip()
         check_action_request(code, action, expected_version)
         with transaction(self.context.sessions) as session:
@@ -205,8 +213,10 @@ class DossierService(Service[DossierSettings]):
             role = acting_role(principal.roles, workflow, action)
             actor = Actor(principal.subject, role, principal.agency_code)
             done, event = self.apply(dossier, action, actor, comment, self.clock(), documents)
+            papers = self.papers.for_action(self, session, done, result)
             self.save(session, done.dossier, dossier.version)
-            self.publish_events(session, [event])
+            issued = self.papers.store(self, session, done.dossier, papers)
+            self.publish_events(session, [event, *issued])
         self.count_completion(done)
         return done.dossier
 

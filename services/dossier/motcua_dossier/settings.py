@@ -11,7 +11,8 @@ from motcua_kit.settings import ServiceSettings
 
 
 class DossierSettings(ServiceSettings):
-    """Adds the reference-data directory and the local time zone of the agencies."""
+    """Adds the reference-data directory, the local time zone of the agencies and the signed
+    documents' keyring."""
 
     model_config = SettingsConfigDict(extra="ignore", env_prefix="MOTCUA_DOSSIER_")
 
@@ -29,3 +30,11 @@ class DossierSettings(ServiceSettings):
     overdue_extension_days: int = Field(default=3, ge=1)
     # How often the dossiers-by-state gauge is refreshed.
     gauge_refresh_seconds: float = Field(default=15.0, gt=0)
+    # The keyring file (motcua_documents.keyring): which key signs for which agency. Empty:
+    # no signed documents are issued (ADR 0086). When set, every agency of the catalogue
+    # with a procedure must have a key, or the service refuses to start.
+    documents_keyring: str = ""
+    # Overrides the keyring's tsa_url (RFC 3161, B-T signatures); empty keeps the keyring's.
+    documents_tsa_url: str = ""
+    # The largest result document ReturnResult accepts, in bytes (20 MiB).
+    result_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0, le=1024 * 1024 * 1024)

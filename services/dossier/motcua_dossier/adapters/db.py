@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -40,6 +41,7 @@ from motcua_dossier.domain.dossier import (
     Status,
 )
 from motcua_dossier.domain.fee import PaymentClaim
+from motcua_dossier.domain.forms import IssuedDocument
 from motcua_kit.consumer import inbox_table
 from motcua_kit.db import aware, utc
 from motcua_kit.outbox import outbox_table
@@ -104,6 +106,31 @@ fee_payments = Table(
     Column("announced_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True), nullable=True),
     Index("ix_fee_payments_dossier", "dossier_code"),
+)
+
+# The signed documents issued for dossiers (forms and results, ADR 0086): the bytes as served,
+# with their SHA-256. Written in the transaction of the change that issued them.
+issued_documents = Table(
+    "issued_documents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dossier_code", String(40), nullable=False),
+    Column("agency_code", String(20), nullable=False),
+    Column("kind", Integer, nullable=False),
+    Column("form_number", String(40), nullable=False),
+    Column("number", String(60), nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("signature_level", String(10), nullable=False),
+    Column("signer", String(500), nullable=False),
+    Column("filename", String(200), nullable=False),
+    Column("cause", String(60), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Index("ix_issued_documents_dossier", "dossier_code", "ordinal", unique=True),
+    Index("ix_issued_documents_sha256", "sha256"),
 )
 
 outbox = outbox_table(metadata)
@@ -352,6 +379,63 @@ class DossierRepository:
         ).all()
         return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
+    # -- signed documents (ADR 0086) ------------------------------------------------------------
+    def add_documents(self, session: Session, documents: Sequence[IssuedDocument]) -> None:
+        """Store signed documents, bytes and hash, in the caller's transaction: one statement."""
+        rows = [
+            {
+                "id": d.id,
+                "dossier_code": d.dossier_code,
+                "agency_code": d.agency_code,
+                "kind": _KIND_CODES[d.kind],
+                "form_number": d.form_number,
+                "number": d.number,
+                "media_type": d.media_type,
+                "size": d.size,
+                "sha256": d.sha256,
+                "content": d.content,
+                "issued_at": utc(d.issued_at),
+                "signature_level": d.signature_level,
+                "signer": d.signer,
+                "filename": d.filename,
+                "cause": d.cause,
+                "ordinal": d.ordinal,
+            }
+            for d in documents
+        ]
+        if rows:
+            session.execute(insert(issued_documents), rows)
+
+    def documents_of(self, session: Session, code: str) -> list[IssuedDocument]:
+        """A dossier's documents, oldest first, without their bytes."""
+        c = issued_documents.c
+        columns = [col for col in c if col.name != "content"]
+        rows = session.execute(select(*columns).where(c.dossier_code == code).order_by(c.ordinal))
+        return [_document(r._mapping) for r in rows]
+
+    def count_documents(self, session: Session, code: str) -> int:
+        c = issued_documents.c
+        stmt = select(func.count()).select_from(issued_documents).where(c.dossier_code == code)
+        return int(session.execute(stmt).scalar_one())
+
+    def document(self, session: Session, document_id: str) -> IssuedDocument | None:
+        """One document with its bytes."""
+        row = session.execute(
+            select(issued_documents).where(issued_documents.c.id == document_id)
+        ).first()
+        return _document(row._mapping) if row else None
+
+    def event_payloads(self, session: Session, code: str, types: Sequence[str]) -> list[bytes]:
+        """The payloads of the dossier's events of ``types`` in the order they were written:
+        the outbox keeps every event the dossier published (its history)."""
+        c = outbox.c
+        rows = session.execute(
+            select(c.payload)
+            .where(c.event_key == code, c.event_type.in_(list(types)))
+            .order_by(c.id)
+        )
+        return [bytes(r.payload) for r in rows]
+
     @staticmethod
     def _to_domain(row: Any) -> Dossier:
         return Dossier(
@@ -384,3 +468,28 @@ class DossierRepository:
             due_soon_notified=bool(row["due_soon_notified"]),
             overdue_notified=bool(row["overdue_notified"]),
         )
+
+
+_KIND_CODES = {"receipt": 1, "supplement": 2, "refusal": 3, "apology": 4, "control": 5, "result": 6}
+_KIND_NAMES = {v: k for k, v in _KIND_CODES.items()}
+
+
+def _document(row: Any) -> IssuedDocument:
+    return IssuedDocument(
+        id=row["id"],
+        dossier_code=row["dossier_code"],
+        agency_code=row["agency_code"],
+        kind=_KIND_NAMES[row["kind"]],
+        form_number=row["form_number"],
+        number=row["number"],
+        media_type=row["media_type"],
+        size=int(row["size"]),
+        sha256=row["sha256"],
+        issued_at=aware(row["issued_at"]),
+        signature_level=row["signature_level"],
+        signer=row["signer"],
+        filename=row["filename"],
+        cause=row["cause"],
+        ordinal=int(row["ordinal"]),
+        content=bytes(row["content"]) if "content" in row else b"",
+    )

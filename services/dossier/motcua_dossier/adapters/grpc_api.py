@@ -5,15 +5,18 @@ Requests are parsed and validated here; responses are built by :mod:`.messages`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import grpc
 
 from motcua.dossier.v1 import dossier_pb2, dossier_pb2_grpc
+from motcua_dossier import documents
 from motcua_dossier.adapters.db import DossierQuery
 from motcua_dossier.adapters.messages import (
     dossier_to_proto,
+    issued_document_to_proto,
     procedure_name_of,
     procedure_to_proto,
     statistics_response,
@@ -27,13 +30,20 @@ from motcua_dossier.domain.dossier import (
     validate_comment,
     validate_submission,
 )
+from motcua_kit import text
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument
+from motcua_kit.grpc_server import malformed_field
+from motcua_kit.streaming import StreamRequestGuard
 
 if TYPE_CHECKING:
     from motcua_dossier.service import DossierService
 
 MAX_PAGE = 100
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_RETURN_RESULT = (
+    f"/{dossier_pb2.DESCRIPTOR.services_by_name['DossierService'].full_name}/ReturnResult"
+)
 
 
 def _documents(docs: Iterable[dossier_pb2.Document]) -> tuple[Document, ...]:
@@ -48,6 +58,9 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
 
     def __init__(self, service: DossierService) -> None:
         self._service = service
+        # The kit's interceptors pass client-streaming calls through: ReturnResult is guarded
+        # here (motcua_kit.streaming).
+        self._guard = StreamRequestGuard(service.name, lambda: service.settings)
 
     def _dossier(self, d: Dossier) -> dossier_pb2.Dossier:
         return dossier_to_proto(d, procedure_name_of(self._service.catalogue, d.procedure_code))
@@ -166,3 +179,92 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
             request.to_date,
         )
         return statistics_response(stats)
+
+    # -- signed documents (ADR 0086) ------------------------------------------------------------
+    def ReturnResult(
+        self,
+        request_iterator: Iterator[dossier_pb2.ReturnResultRequest],
+        context: grpc.ServicerContext,
+    ) -> dossier_pb2.ReturnResultResponse:
+        return self._guard(self._return_result, _RETURN_RESULT, request_iterator, context)
+
+    def _return_result(
+        self,
+        request_iterator: Iterator[dossier_pb2.ReturnResultRequest],
+        context: grpc.ServicerContext,
+    ) -> dossier_pb2.ReturnResultResponse:
+        principal = current_principal()
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument("header", "the first message must be the header")
+        upload = self._upload_header(first.header)
+        documents.check_result_caller(self._service, principal, upload.code)
+        data = bytearray()
+        for i, message in enumerate(request_iterator, start=1):
+            if message.WhichOneof("part") != "chunk":
+                raise InvalidArgument(f"chunk[{i}]", "only the first message is the header")
+            if len(message.chunk) > documents.MAX_UPLOAD_CHUNK:
+                raise InvalidArgument(f"chunk[{i}]", "a chunk is at most 1 MiB")
+            data += message.chunk
+            if len(data) > upload.size_bytes:
+                raise InvalidArgument(
+                    "size_bytes", f"is {upload.size_bytes} but more bytes were sent"
+                )
+        dossier, document = documents.return_result(self._service, principal, upload, bytes(data))
+        return dossier_pb2.ReturnResultResponse(
+            dossier=self._dossier(dossier), document=issued_document_to_proto(document)
+        )
+
+    def _upload_header(self, h: dossier_pb2.ReturnResultHeader) -> documents.ResultUpload:
+        """The header, field by field: the first problem is refused naming its field."""
+        bad = malformed_field(h)
+        if bad:
+            raise InvalidArgument(f"header.{bad[0]}", bad[1])
+        code = h.code.strip()
+        if not code:
+            raise InvalidArgument("code", "is required")
+        if h.expected_version <= 0:
+            raise InvalidArgument("expected_version", "is required (the version you last read)")
+        filename = text.free_text("filename", h.filename, max_len=200, required=True)
+        if "/" in filename or "\\" in filename or not filename.lower().endswith(".pdf"):
+            raise InvalidArgument("filename", "must be a file name ending in .pdf, without a path")
+        if h.media_type.strip().lower() != documents.PDF:
+            raise InvalidArgument("media_type", "must be application/pdf")
+        limit = self._service.settings.result_max_bytes
+        if not 0 < h.size_bytes <= limit:
+            raise InvalidArgument("size_bytes", f"must be between 1 and {limit} bytes")
+        if not _SHA256.fullmatch(h.sha256):
+            raise InvalidArgument("sha256", "must be 64 lower-case hexadecimal characters")
+        return documents.ResultUpload(
+            code=code,
+            expected_version=h.expected_version,
+            comment=validate_comment("comment", h.comment),
+            filename=filename,
+            size_bytes=h.size_bytes,
+            sha256=h.sha256,
+        )
+
+    def ListDocuments(
+        self, request: dossier_pb2.ListDocumentsRequest, context: grpc.ServicerContext
+    ) -> dossier_pb2.ListDocumentsResponse:
+        found = documents.list_documents(self._service, current_principal(), request.code)
+        return dossier_pb2.ListDocumentsResponse(
+            documents=[issued_document_to_proto(d) for d in found]
+        )
+
+    def GetDocument(
+        self, request: dossier_pb2.GetDocumentRequest, context: grpc.ServicerContext
+    ) -> Iterator[dossier_pb2.GetDocumentResponse]:
+        # Everything is decided before the first message: the kit's interceptors set the
+        # principal and map refusals around this call, not around the iteration.
+        document = documents.get_document(self._service, current_principal(), request.document_id)
+        first = dossier_pb2.GetDocumentResponse(document=issued_document_to_proto(document))
+        return iter(
+            [
+                first,
+                *(
+                    dossier_pb2.GetDocumentResponse(chunk=c)
+                    for c in documents.chunks(document.content)
+                ),
+            ]
+        )

@@ -5,7 +5,8 @@ known; no rules live here.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 
 from google.protobuf.message import Message
 
@@ -13,8 +14,9 @@ from motcua.dossier.v1 import dossier_pb2, events_pb2
 from motcua.payment.v1 import events_pb2 as payment_events_pb2
 from motcua_dossier import events
 from motcua_dossier.domain.catalogue import Catalogue, Procedure, UnknownProcedure
-from motcua_dossier.domain.dossier import Actor, Dossier
+from motcua_dossier.domain.dossier import Actor, Dossier, Status
 from motcua_dossier.domain.fee import PaymentClaim, PaymentRefusal
+from motcua_dossier.domain.forms import IssuedDocument, Step
 from motcua_dossier.domain.lifecycle import AppliedAction, DeadlineNotice
 from motcua_dossier.domain.statistics import Statistics
 from motcua_kit.actors import actor_to_proto
@@ -182,3 +184,55 @@ def payment_claim(message: Message | None) -> PaymentClaim:
     assert isinstance(message, payment_events_pb2.PaymentEvent)
     p = message.payment
     return PaymentClaim(p.id, p.dossier_code, p.agency_code, p.amount_vnd)
+
+
+# -- signed documents (ADR 0086) -------------------------------------------------------------
+_DOCUMENT_KINDS = {
+    "receipt": dossier_pb2.DOCUMENT_KIND_RECEIPT,
+    "supplement": dossier_pb2.DOCUMENT_KIND_SUPPLEMENT_REQUEST,
+    "refusal": dossier_pb2.DOCUMENT_KIND_REFUSAL,
+    "apology": dossier_pb2.DOCUMENT_KIND_APOLOGY,
+    "control": dossier_pb2.DOCUMENT_KIND_CONTROL_SHEET,
+    "result": dossier_pb2.DOCUMENT_KIND_RESULT,
+}
+
+
+def issued_document_to_proto(d: IssuedDocument) -> dossier_pb2.IssuedDocument:
+    """The document's metadata (never its bytes: GetDocument serves those)."""
+    return dossier_pb2.IssuedDocument(
+        id=d.id,
+        dossier_code=d.dossier_code,
+        kind=_DOCUMENT_KINDS[d.kind],
+        media_type=d.media_type,
+        size_bytes=d.size,
+        sha256=d.sha256,
+        form_number=d.form_number,
+        issued_at=timestamp(d.issued_at),
+        signature_level=d.signature_level,
+        signer=d.signer,
+        filename=d.filename,
+        cause=d.cause,
+    )
+
+
+def document_issued(dossier: Dossier, document: IssuedDocument) -> events_pb2.DocumentIssued:
+    return events_pb2.DocumentIssued(
+        dossier=dossier_to_proto(dossier), document=issued_document_to_proto(document)
+    )
+
+
+def history(payloads: Sequence[bytes]) -> tuple[Step, ...]:
+    """The status changes the dossier's DossierStatusChanged events record, in order."""
+    steps = []
+    for payload in payloads:
+        changed = events_pb2.DossierStatusChanged.FromString(payload)
+        steps.append(
+            Step(
+                previous_status=Status(changed.previous_status),
+                status=Status(changed.dossier.status),
+                actor=changed.actor.subject,
+                at=changed.occurred_at.ToDatetime(tzinfo=UTC),
+                appointment_date=date.fromisoformat(changed.dossier.appointment_date),
+            )
+        )
+    return tuple(steps)
