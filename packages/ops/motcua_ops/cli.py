@@ -1,5 +1,6 @@
 """``motcua``: submit and show dossiers, list and replay dead letters, export and verify the
-audit log, tail a topic's events decoded; `motcua dev token` mints a token for the local demo.
+audit log, tail a topic's events decoded, verify an official paper (`motcua document verify`);
+`motcua dev token` mints a token for the local demo.
 
 Shell completion: ``motcua --install-completion``. Connection settings come from options or
 the environment (``MOTCUA_DOSSIER_TARGET``, ``MOTCUA_AUDIT_TARGET``, ``MOTCUA_KAFKA_BOOTSTRAP``,
@@ -29,7 +30,7 @@ from motcua_kit import dlq
 from motcua_kit.envelope import EnvelopeError, decode
 from motcua_kit.kafka import API_VERSION
 from motcua_kit.registry import RegistryError, default_registry
-from motcua_ops import dev
+from motcua_ops import dev, document
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 dossier_app = typer.Typer(help="Submit and show dossiers.", no_args_is_help=True)
@@ -42,6 +43,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(audit_app, name="audit")
 app.add_typer(events_app, name="events")
 app.add_typer(dev.app, name="dev")
+app.add_typer(document.app, name="document")
 console = Console()
 
 Target = Annotated[str, typer.Option(envvar="MOTCUA_DOSSIER_TARGET", help="dossier gRPC host:port")]
