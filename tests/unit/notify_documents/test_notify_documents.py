@@ -17,6 +17,12 @@ from pathlib import Path
 import grpc
 import pytest
 from prometheus_client import REGISTRY
+from unit.notify_documents.support import (
+    SERVICE_TOKEN,
+    FakeDossierDocuments,
+    document_issued,
+    signed_receipt,
+)
 
 from motcua.dossier.v1 import dossier_pb2, events_pb2
 from motcua_documents.devpki import DevPki
@@ -25,12 +31,6 @@ from motcua_kit.envelope import Event
 from motcua_kit.service import ServiceHost
 from motcua_notify.service import NotifyService
 from motcua_notify.settings import NotifySettings
-from notify_documents.support import (
-    SERVICE_TOKEN,
-    FakeDossierDocuments,
-    document_issued,
-    signed_receipt,
-)
 from notify_providers import (
     EMAIL,
     PHONE,
