@@ -36,6 +36,14 @@ VALUES = {
     "amount": "1.250.000",
     "payment_link": "https://pay.example.vn/p/abc123",
     "receipt_number": "BL-2026-000123",
+    "document_kind": "receipt",
+    "document_name": "Giấy tiếp nhận hồ sơ",
+    "document_link": "https://dichvucong.danang.gov.vn/ho-so/PHOIAN-261129-0005/giay-to/"
+    "3f2a9c0d5e6b4a718293a4b5c6d7e8f9",
+    "document_filename": "PHOIAN-261129-0005-receipt.pdf",
+    "document_size": "51 KB",
+    "document_attached": "có",
+    "attachment_limit": "10 MB",
 }
 
 
