@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import demo_documents
 import grpc
 from aiosmtpd.controller import Controller
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -50,7 +51,9 @@ PIDS = STATE / "demo.pids"
 SERVICES = ("dossier", "notify", "payment", "audit")
 CITIZEN_ID = "079203004567"
 PROCEDURE = "HT-004"
-EMAILS, TRAIL = 6, 10  # what the walk below makes: emails to the citizen, audit entries
+# What the walk below makes: emails to the citizen (two with a signed paper attached: the
+# receipt slip and the result), and audit entries (four of them the papers' hashes).
+EMAILS, TRAIL = 8, 14
 _STATE_MARK = "MOTCUA_DEMO_STATE"  # in each child's environment: whose leftover it is
 T = TypeVar("T")
 
@@ -111,6 +114,7 @@ class Email:
     subject: str
     dossier_code: str
     notification_id: str
+    attachments: dict[str, bytes] = field(default_factory=dict)
 
 
 class Inbox:
@@ -124,11 +128,16 @@ class Inbox:
         import email.policy
 
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        attached = {
+            str(part.get_filename()): bytes(part.get_content())
+            for part in message.iter_attachments()
+        }
         self.emails.append(
             Email(
                 str(message["Subject"]),
                 str(message["X-Motcua-Dossier"] or ""),
                 str(message["X-Motcua-Notification-Id"] or ""),
+                attached,
             )
         )
         return "250 OK"
@@ -298,6 +307,7 @@ def main() -> None:
     inbox = Inbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=ports.smtp)
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    papers = contextlib.ExitStack()
 
     def spawn(name: str, where: str, argv: list[str], env: dict[str, str]) -> None:
         log = open(STATE / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -313,6 +323,11 @@ def main() -> None:
 
     try:
         smtp.start()
+        pki = demo_documents.make_pki(STATE, demo_documents.catalogue_agencies())
+        tsa = papers.enter_context(demo_documents.local_tsa(pki))
+        notify_token = STATE / "notify-dossier.token"
+        notify_token.write_text(mint_token(private_pem, "notify", ["service"], ttl_seconds=86400))
+        audit_key = STATE / "audit-signing-key.pem"
         spawn(
             "sandbox",
             f"http://127.0.0.1:{ports.sandbox}",
@@ -343,8 +358,17 @@ def main() -> None:
                 "RECEIPTS_PORT": str(ports.receipts),
                 "QUIET_HOURS": "",
                 "DISPATCH_INTERVAL_SECONDS": "0.2",
+                "DOSSIER_GRPC_TARGET": f"127.0.0.1:{ports.grpc['dossier']}",
+                "DOSSIER_TOKEN_FILE": str(notify_token),
             },
+            # The signed papers: the agencies' keys in the SoftHSM2 token, B-T via the local TSA.
+            "dossier": {
+                "DOCUMENTS_KEYRING": str(pki.keyring),
+                "DOCUMENTS_TSA_URL": tsa.url,
+            },
+            "audit": {"DEV_SIGNING_KEY_FILE": str(audit_key)},
         }
+        plain = {"dossier": pki.env()}  # SoftHSM2's own variable, unprefixed
         for name in SERVICES:
             p = f"MOTCUA_{name.upper()}_"
             env = {
@@ -355,12 +379,13 @@ def main() -> None:
                 p + "METRICS_PORT": str(ports.metrics[name]),
                 p + "DATABASE_URL": f"sqlite:///{STATE}/{name}.db",
                 **{p + k: v for k, v in extra.get(name, {}).items()},
+                **plain.get(name, {}),
             }
             where = f"gRPC 127.0.0.1:{ports.grpc[name]}, metrics :{ports.metrics[name]}"
             spawn(name, where, [sys.executable, "-m", f"motcua_{name}", "serve"], env)
         for name in SERVICES:
             _wait_serving(ports.grpc[name], procs[name], name)
-        _walk(ports, private_pem, inbox)
+        _walk(ports, private_pem, inbox, pki, audit_key)
         if not args.once:
             print(
                 "\nservices keep running; call them as README.md shows "
@@ -381,10 +406,18 @@ def main() -> None:
         PIDS.unlink(missing_ok=True)
         with contextlib.suppress(Exception):
             smtp.stop()
+        papers.close()
 
 
-def _walk(ports: Ports, private_pem: bytes, inbox: Inbox) -> None:
-    """File a dossier as the citizen, take it through to "result returned" as the officer."""
+def _walk(
+    ports: Ports,
+    private_pem: bytes,
+    inbox: Inbox,
+    pki: demo_documents.devpki.DevPki,
+    audit_key: Path,
+) -> None:
+    """File a dossier as the citizen, take it through to "result returned" as the officer,
+    and check the signed receipt slip and result as a citizen's bank would."""
     citizen = mint_token(private_pem, "demo-citizen", ["citizen"], citizen_id=CITIZEN_ID)
     officer = mint_token(private_pem, "demo-officer", ["officer"], agency="STP")
     as_citizen = [("authorization", f"Bearer {citizen}")]
@@ -437,6 +470,8 @@ def _walk(ports: Ports, private_pem: bytes, inbox: Inbox) -> None:
             return d
 
         d = act(d, "receive")
+        papers = demo_documents.Papers(dossiers, as_citizen, STATE / "documents")
+        receipt = papers.save(d.code, dossier_pb2.DOCUMENT_KIND_RECEIPT)
         d = act(d, "request_payment")
         with grpc.insecure_channel(f"127.0.0.1:{ports.grpc['payment']}") as pch:
             payments = payment_pb2_grpc.PaymentServiceStub(pch)
@@ -475,7 +510,19 @@ def _walk(ports: Ports, private_pem: bytes, inbox: Inbox) -> None:
             )
         d = dossiers.GetDossier(dossier_pb2.GetDossierRequest(code=d.code), metadata=as_officer)
         d = act(d.dossier, "approve")
-        d = act(d, "return_result")
+        returned = demo_documents.return_result(
+            dossiers,
+            d,
+            demo_documents.result_pdf(
+                d.code,
+                "BẢN SAO TRÍCH LỤC HỘ TỊCH",
+                [f"Người yêu cầu: {d.applicant.full_name}", f"Thủ tục: {procedure.name}"],
+            ),
+            as_officer,
+        )
+        d = returned.dossier
+        print(f"  officer: {'return_result':<16} → {dossier_pb2.DossierStatus.Name(d.status)}")
+        result = papers.save(d.code, dossier_pb2.DOCUMENT_KIND_RESULT)
 
     code = d.code
     emails = _until(
@@ -512,6 +559,16 @@ def _walk(ports: Ports, private_pem: bytes, inbox: Inbox) -> None:
     print(f"\naudit trail of {d.code}: {len(entries)} entries, in event-time order")
     for e in entries:
         print(f"  {_clock(e.event_time)}  log #{e.index:<5} {e.event_type}")
+    attached = {name for e in emails for name in e.attachments}
+    print("\nthe signed papers (PAdES B-T, the agency's key in a SoftHSM2 token):")
+    for meta, path in (receipt, result):
+        mailed = "emailed" if meta.filename in attached else "NOT emailed"
+        print(f"  {path}")
+        print(f"    {meta.form_number or 'result'}, sha256 {meta.sha256[:16]}…, {mailed}")
+        print(f"    pdfsig: {demo_documents.pdfsig(path, pki.nssdir)}")
+        demo_documents.verify(path, pki, f"127.0.0.1:{ports.grpc['audit']}", officer, audit_key)
+        if meta.filename not in attached:
+            raise SystemExit(f"the citizen's email lacks {meta.filename}")
     print(f"\ndemo finished: dossier {d.code} result returned", flush=True)
 
 
