@@ -20,6 +20,7 @@ from producer_contract import assert_topic_matches_catalogue
 from harness import Kafka
 from motcua.payment.v1 import events_pb2 as payment_events
 from motcua.payment.v1 import payment_pb2
+from motcua_documents.devpki import DevPki
 from motcua_dossier.domain.dossier import Applicant, DocumentInput, validate_submission
 from motcua_dossier.domain.reference_data import DATA_DIR
 from motcua_dossier.events import PAYMENT_REQUESTED, PAYMENT_SUCCEEDED
@@ -88,12 +89,15 @@ def reference_data(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def host(kafka: Kafka, tmp_path: Path, reference_data: Path) -> Iterator[tuple[ServiceHost, Clock]]:
+def host(
+    kafka: Kafka, tmp_path: Path, reference_data: Path, dev_pki: DevPki
+) -> Iterator[tuple[ServiceHost, Clock]]:
     clock = Clock(datetime(2026, 12, 1, 9, 0, tzinfo=VN))  # a Tuesday
     settings = DossierSettings(
         database_url=f"sqlite:///{tmp_path}/dossier.db",
         kafka_bootstrap=kafka.bootstrap,
         reference_data_dir=reference_data,
+        documents_keyring=str(dev_pki.keyring),  # so the signed papers' events are emitted too
     )
     service_host = ServiceHost(DossierService, settings, overrides={"clock": clock})
     service_host.migrate()

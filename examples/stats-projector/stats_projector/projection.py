@@ -144,6 +144,11 @@ def build_subscriber(calendar: WorkingDays | None = None) -> Subscriber:
     def on_payment_refused(message: events_pb2.PaymentRefused, delivery: Delivery) -> None:
         """A refused payment moved no dossier: there is nothing to count."""
 
+    @subscriber.handler(events_pb2.DocumentIssued)
+    def on_document_issued(message: events_pb2.DocumentIssued, delivery: Delivery) -> None:
+        """A signed paper carries the dossier as its change left it: the same snapshot."""
+        projection.apply(message.dossier, delivery)
+
     return subscriber
 
 
