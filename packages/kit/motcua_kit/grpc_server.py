@@ -3,7 +3,9 @@
 Interceptors run outermost first: tracing (continue the caller's trace) → metrics (RED) →
 authentication (JWT → :class:`~motcua_kit.auth.Principal`) → error mapping (refusals → status
 codes, in this one place). Health checks and reflection need no token: Kubernetes probes
-carry none.
+carry none. Streamed requests and responses get the same interceptors; a streamed response
+is held in them (principal, span, in-flight count, metrics, error mapping) until its last
+message.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -50,7 +53,6 @@ _STATUS_OF: dict[type[errors.Refusal], grpc.StatusCode] = {
 }
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
-Wrapper = Callable[[Behaviour, str], Behaviour]
 
 
 def status_for(refusal: errors.Refusal) -> grpc.StatusCode:
@@ -62,25 +64,42 @@ def status_for(refusal: errors.Refusal) -> grpc.StatusCode:
 
 
 def _wrap_handler(
-    handler: grpc.RpcMethodHandler | None, method: str, wrap: Wrapper
+    handler: grpc.RpcMethodHandler | None, method: str, interceptor: _WrappingInterceptor
 ) -> grpc.RpcMethodHandler | None:
-    """Apply ``wrap`` to a unary-request handler's behaviour; streaming requests pass through."""
-    if handler is None or handler.request_streaming:
+    """Wrap a handler's behaviour in ``interceptor``: unary or streamed requests, and a unary
+    or streamed response (then the interceptor's scope lasts until the stream ends).
+
+    Bidirectional streams (only reflection has one) pass through.
+    """
+    if handler is None:
         return handler
-    if handler.response_streaming:
+    kind = (handler.request_streaming, handler.response_streaming)
+    if kind == (True, True):
+        return handler
+    if kind == (True, False):
+        return grpc.stream_unary_rpc_method_handler(
+            interceptor.wrap(handler.stream_unary, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if kind == (False, True):
         return grpc.unary_stream_rpc_method_handler(
-            wrap(handler.unary_stream, method),
+            interceptor.wrap(handler.unary_stream, method, streams_response=True),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return grpc.unary_unary_rpc_method_handler(
-        wrap(handler.unary_unary, method),
+        interceptor.wrap(handler.unary_unary, method),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
 class _WrappingInterceptor(grpc.ServerInterceptor):
+    """An interceptor defined by what it does around one call (:meth:`around`)."""
+
+    wraps_open_methods = False
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -88,14 +107,39 @@ class _WrappingInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         handler = continuation(handler_call_details)
-        if method.startswith(_OPEN_METHODS) and not self.wraps_open_methods:
+        if method.startswith(_OPEN_METHODS) and (
+            not self.wraps_open_methods or (handler is not None and handler.response_streaming)
+        ):
+            # Health's Watch streams for as long as its client likes: counting it in flight
+            # would hold every graceful stop to its deadline; unwrapped it also keeps its
+            # non-blocking mode (no pool thread per watcher).
             return handler
-        return _wrap_handler(handler, method, self.wrap)
+        return _wrap_handler(handler, method, self)
 
-    wraps_open_methods = False
-
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
+    def around(self, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+        """A generator (made a context manager by :meth:`wrap`) holding one call."""
         raise NotImplementedError
+
+    def wrap(
+        self, behaviour: Behaviour, method: str, *, streams_response: bool = False
+    ) -> Behaviour:
+        """``behaviour`` run inside :meth:`around`; for a streamed response, until its last
+        message has been taken (or the stream is abandoned), so errors raised while iterating
+        are handled like those of a unary call."""
+        around = contextmanager(self.around)
+        if streams_response:
+
+            def streamed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                with around(method, request, context):
+                    yield from behaviour(request, context)
+
+            return streamed
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            with around(method, request, context):
+                return behaviour(request, context)
+
+        return unary
 
 
 class InFlightInterceptor(_WrappingInterceptor):
@@ -117,19 +161,16 @@ class InFlightInterceptor(_WrappingInterceptor):
         with self._idle:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        def counted(request: Any, context: grpc.ServicerContext) -> Any:
+    def around(self, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+        with self._idle:
+            self._count += 1
+        try:
+            yield
+        finally:
             with self._idle:
-                self._count += 1
-            try:
-                return behaviour(request, context)
-            finally:
-                with self._idle:
-                    self._count -= 1
-                    if self._count == 0:
-                        self._idle.notify_all()
-
-        return counted
+                self._count -= 1
+                if self._count == 0:
+                    self._idle.notify_all()
 
 
 class TracingInterceptor(_WrappingInterceptor):
@@ -138,55 +179,51 @@ class TracingInterceptor(_WrappingInterceptor):
     def __init__(self, service: str) -> None:
         self._tracer = trace.get_tracer(f"motcua.{service}.grpc")
 
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        def traced(request: Any, context: grpc.ServicerContext) -> Any:
-            headers = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
-            token = otel_context.attach(context_from_headers(headers))
-            try:
-                with self._tracer.start_as_current_span(
-                    method.rsplit("/", 1)[-1],
-                    kind=trace.SpanKind.SERVER,
-                    attributes={"rpc.system": "grpc", "rpc.method": method},
-                ):
-                    result = behaviour(request, context)
-                    if log.isEnabledFor(logging.DEBUG):
-                        # In the call's span: its trace id leads from the logs to the trace.
-                        code = getattr(context.code(), "name", "OK")
-                        log.debug("handled %s", method, extra={"grpc_code": code})
-                    return result
-            finally:
-                otel_context.detach(token)
-
-        return traced
+    def around(self, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+        headers = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        token = otel_context.attach(context_from_headers(headers))
+        try:
+            with self._tracer.start_as_current_span(
+                method.rsplit("/", 1)[-1],
+                kind=trace.SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.method": method},
+            ):
+                yield
+                if log.isEnabledFor(logging.DEBUG):
+                    # In the call's span: its trace id leads from the logs to the trace.
+                    code = getattr(context.code(), "name", "OK")
+                    log.debug("handled %s", method, extra={"grpc_code": code})
+        finally:
+            otel_context.detach(token)
 
 
 class MetricsInterceptor(_WrappingInterceptor):
-    """RED metrics per method: calls by status code, latency histogram."""
+    """RED metrics per method: calls by status code, latency histogram (a stream: its whole
+    duration; one its client abandoned counts as CANCELLED)."""
 
     wraps_open_methods = True
 
     def __init__(self, service: str) -> None:
         self._service = service
 
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        def measured(request: Any, context: grpc.ServicerContext) -> Any:
-            started = time.perf_counter()
-            code = "OK"
-            try:
-                result = behaviour(request, context)
-                set_code = context.code()
-                if set_code is not None:
-                    code = set_code.name
-                return result
-            except Exception:
-                set_code = context.code()
-                code = set_code.name if set_code is not None else "UNKNOWN"
-                raise
-            finally:
-                GRPC_REQUESTS.labels(self._service, method, code).inc()
-                GRPC_LATENCY.labels(self._service, method).observe(time.perf_counter() - started)
-
-        return measured
+    def around(self, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            yield
+            set_code = context.code()
+            if set_code is not None:
+                code = set_code.name
+        except GeneratorExit:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            set_code = context.code()
+            code = set_code.name if set_code is not None else "UNKNOWN"
+            raise
+        finally:
+            GRPC_REQUESTS.labels(self._service, method, code).inc()
+            GRPC_LATENCY.labels(self._service, method).observe(time.perf_counter() - started)
 
 
 class AuthInterceptor(_WrappingInterceptor):
@@ -195,24 +232,21 @@ class AuthInterceptor(_WrappingInterceptor):
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        def authenticated(request: Any, context: grpc.ServicerContext) -> Any:
-            header = dict(context.invocation_metadata()).get("authorization", "")
-            if not isinstance(header, str) or not header.lower().startswith("bearer "):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
-            try:
-                principal = self._verifier.verify(str(header)[7:].strip())
-            except errors.Unauthenticated as exc:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
-            span = trace.get_current_span()
-            span.set_attribute("enduser.role", principal.primary_role)
-            token = set_principal(principal)
-            try:
-                return behaviour(request, context)
-            finally:
-                reset_principal(token)
-
-        return authenticated
+    def around(self, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+        header = dict(context.invocation_metadata()).get("authorization", "")
+        if not isinstance(header, str) or not header.lower().startswith("bearer "):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+        try:
+            principal = self._verifier.verify(str(header)[7:].strip())
+        except errors.Unauthenticated as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        span = trace.get_current_span()
+        span.set_attribute("enduser.role", principal.primary_role)
+        token = set_principal(principal)
+        try:
+            yield
+        finally:
+            reset_principal(token)
 
 
 def _field_path(loc: Sequence[int | str]) -> str:
@@ -261,28 +295,49 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
     Anything else is a bug: logged with its trace, answered INTERNAL without internals.
     """
 
-    def wrap(self, behaviour: Behaviour, method: str) -> Behaviour:
-        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                bad = malformed_field(request) if isinstance(request, Message) else None
-                if bad:
-                    raise errors.InvalidArgument(*bad)
-                return behaviour(request, context)
-            except errors.InvalidArgument as exc:
-                _abort_invalid(context, [(exc.field, exc.reason)])
-            except ValidationError as exc:
-                violations = [(_field_path(e["loc"]), e["msg"]) for e in exc.errors()]
-                _abort_invalid(context, violations)
-            except errors.Refusal as exc:
-                context.abort(status_for(exc), exc.message)
-            except Exception as exc:
-                if context.code() is not None:
-                    raise  # already aborted deliberately
-                log.exception("unhandled error in %s", method)
-                trace.get_current_span().record_exception(exc)
-                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    def wrap(
+        self, behaviour: Behaviour, method: str, *, streams_response: bool = False
+    ) -> Behaviour:
+        """Also checks every request message (each one of a streamed request as it is read)
+        with :func:`malformed_field`."""
 
-        return mapped
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, Message):
+                _refuse_malformed(request)
+                return behaviour(request, context)
+            return behaviour(_checked_stream(request), context)
+
+        return super().wrap(checked, method, streams_response=streams_response)
+
+    def around(self, method: str, request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+        try:
+            yield
+        except errors.InvalidArgument as exc:
+            _abort_invalid(context, [(exc.field, exc.reason)])
+        except ValidationError as exc:
+            violations = [(_field_path(e["loc"]), e["msg"]) for e in exc.errors()]
+            _abort_invalid(context, violations)
+        except errors.Refusal as exc:
+            context.abort(status_for(exc), exc.message)
+        except Exception as exc:
+            if context.code() is not None:
+                raise  # already aborted deliberately
+            log.exception("unhandled error in %s", method)
+            trace.get_current_span().record_exception(exc)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _refuse_malformed(message: Message) -> None:
+    bad = malformed_field(message)
+    if bad:
+        raise errors.InvalidArgument(*bad)
+
+
+def _checked_stream(requests: Iterable[Any]) -> Iterator[Any]:
+    for message in requests:
+        if isinstance(message, Message):
+            _refuse_malformed(message)
+        yield message
 
 
 def _abort_invalid(context: grpc.ServicerContext, violations: list[tuple[str, str]]) -> None:

@@ -34,16 +34,12 @@ from motcua_kit import text
 from motcua_kit.auth import current_principal
 from motcua_kit.errors import InvalidArgument
 from motcua_kit.grpc_server import malformed_field
-from motcua_kit.streaming import StreamRequestGuard
 
 if TYPE_CHECKING:
     from motcua_dossier.service import DossierService
 
 MAX_PAGE = 100
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_RETURN_RESULT = (
-    f"/{dossier_pb2.DESCRIPTOR.services_by_name['DossierService'].full_name}/ReturnResult"
-)
 
 
 def _documents(docs: Iterable[dossier_pb2.Document]) -> tuple[Document, ...]:
@@ -58,9 +54,6 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
 
     def __init__(self, service: DossierService) -> None:
         self._service = service
-        # The kit's interceptors pass client-streaming calls through: ReturnResult is guarded
-        # here (motcua_kit.streaming).
-        self._guard = StreamRequestGuard(service.name, lambda: service.settings)
 
     def _dossier(self, d: Dossier) -> dossier_pb2.Dossier:
         return dossier_to_proto(d, procedure_name_of(self._service.catalogue, d.procedure_code))
@@ -182,13 +175,6 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
 
     # -- signed documents (ADR 0086) ------------------------------------------------------------
     def ReturnResult(
-        self,
-        request_iterator: Iterator[dossier_pb2.ReturnResultRequest],
-        context: grpc.ServicerContext,
-    ) -> dossier_pb2.ReturnResultResponse:
-        return self._guard(self._return_result, _RETURN_RESULT, request_iterator, context)
-
-    def _return_result(
         self,
         request_iterator: Iterator[dossier_pb2.ReturnResultRequest],
         context: grpc.ServicerContext,
