@@ -311,7 +311,7 @@ def upload(
 
     token = set_principal(principal)
     try:
-        return DossierApi(svc)._return_result(requests(), None)
+        return DossierApi(svc).ReturnResult(requests(), None)
     finally:
         reset_principal(token)
 

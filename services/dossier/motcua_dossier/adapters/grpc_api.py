@@ -241,8 +241,8 @@ class DossierApi(dossier_pb2_grpc.DossierServiceServicer):
     def GetDocument(
         self, request: dossier_pb2.GetDocumentRequest, context: grpc.ServicerContext
     ) -> Iterator[dossier_pb2.GetDocumentResponse]:
-        # Everything is decided before the first message: the kit's interceptors set the
-        # principal and map refusals around this call, not around the iteration.
+        # Everything is decided before the first message; the kit's interceptors hold the
+        # principal and map refusals until the stream ends.
         document = documents.get_document(self._service, current_principal(), request.document_id)
         first = dossier_pb2.GetDocumentResponse(document=issued_document_to_proto(document))
         return iter(
