@@ -172,7 +172,11 @@ def test_servers_reach_only_kafka_postgresql_otlp_dns_and_their_own_outside_peer
     helm: str, umbrella: Path, svc: str
 ) -> None:
     np = one(render(helm, umbrella, PROD), "NetworkPolicy", svc, "server")
-    external = {"notify": {(443, "TCP"), (587, "TCP")}, "payment": {(443, "TCP")}}
+    external = {
+        "notify": {(443, "TCP"), (587, "TCP"), (50051, "TCP")},  # providers; dossier's GetDocument
+        "payment": {(443, "TCP")},
+        "dossier": {(443, "TCP"), (1792, "TCP")},  # the TSA, the network HSM
+    }
     assert egress_ports(np) == {
         (53, "UDP"),
         (53, "TCP"),

@@ -43,7 +43,9 @@ TOPICS = {
     f"motcua.{s}.v1{d}" for s in ("dossier", "payment", "notify", "audit") for d in ("", ".dlq")
 }
 # Setting names that hold a secret (the chart refuses them as literal values, see _validate.tpl).
-SECRETISH = re.compile(r"(^|_)(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)$")
+SECRETISH = re.compile(
+    r"(^|_)(PASSWORD|PASSPHRASE|PIN|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)$"
+)
 
 
 @pytest.fixture(scope="session", params=[DEV, PROD])
@@ -523,9 +525,11 @@ def test_network_policy_allows_only_the_service_ports_and_its_dependencies(
         for peer in rule.get("to", [])
         if "ipBlock" in peer
     }
-    external = {"notify": {"203.0.113.0/24", "198.51.100.25/32"}, "payment": {"192.0.2.0/24"}}.get(
-        svc, set()
-    )
+    external = {
+        "notify": {"203.0.113.0/24", "198.51.100.25/32"},
+        "payment": {"192.0.2.0/24"},
+        "dossier": {"198.51.100.80/32", "10.20.40.10/32"},  # the TSA, the network HSM
+    }.get(svc, set())
     assert cidrs == {"10.20.30.0/24"} | external
 
 
@@ -647,7 +651,11 @@ COMMON_ALERTS = {
     "MotcuaDeadLetterQueueNotEmpty": "warning",
 }
 OWN_ALERTS = {
-    "dossier": {"MotcuaDossierPaymentRefused": "critical"},
+    "dossier": {
+        "MotcuaDossierPaymentRefused": "critical",
+        "MotcuaDocumentSigningFailing": "critical",
+    },
+    "notify": {"MotcuaDocumentFetchFailing": "warning"},
     "payment": {"MotcuaPaymentCallbackRejectionsSpike": "critical"},
     "audit": {"MotcuaAuditTreeHeadStale": "critical", "MotcuaAuditVerificationFailed": "critical"},
 }
@@ -743,7 +751,7 @@ def test_every_runbook_page_belongs_to_an_alert(helm: str, umbrella: Path) -> No
     pages = {p.name for p in RUNBOOKS.glob("*.md")} - {"README.md", "migration-job-failed.md"}
     assert pages == linked
     index = (RUNBOOKS / "README.md").read_text()
-    for alert in COMMON_ALERTS | OWN_ALERTS["payment"] | OWN_ALERTS["audit"]:
+    for alert in COMMON_ALERTS | {a: s for own in OWN_ALERTS.values() for a, s in own.items()}:
         assert alert in index, f"docs/runbooks/README.md does not list {alert}"
 
 

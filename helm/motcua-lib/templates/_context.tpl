@@ -68,3 +68,25 @@ over it. Prints nothing. Call with (dict "root" $ "service" "dossier" "into" (di
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/*
+Another service of the release as this one sees it, for what crosses two services (notify
+fetching the signed papers from dossier: the NetworkPolicy rules on both sides, notify's
+checks). Returned as YAML: enabled, tls, grpcPort, networkPolicy (on for it), documentsTarget
+(its config.DOSSIER_GRPC_TARGET) and selectorLabels (its server pods). Call with
+(dict "root" .Root "service" "dossier").
+*/}}
+{{- define "motcua-lib.peerContext" -}}
+{{- $root := .root -}}
+{{- $values := dict -}}
+{{- include "motcua-lib.mergeValues" (dict "root" $root "service" .service "into" $values) -}}
+{{- $ctx := dict "Service" .service "Values" $values "Global" ($root.Values.global | default dict) "Release" $root.Release "Chart" $root.Chart "Capabilities" $root.Capabilities "Files" $root.Files "Template" $root.Template "Root" $root -}}
+{{- $s := include "motcua-lib.settings" $ctx | fromYaml -}}
+enabled: {{ has .service (include "motcua-lib.enabledServices" $root | fromJsonArray) }}
+tls: {{ $s.tls.enabled }}
+grpcPort: {{ dig "ports" "grpc" 50051 $values | int64 }}
+networkPolicy: {{ include "motcua-lib.networkPolicyOn" $ctx | eq "true" }}
+documentsTarget: {{ dig "config" "DOSSIER_GRPC_TARGET" "" $values | toString | quote }}
+selectorLabels:
+  {{- include "motcua-lib.selectorLabels" (dict "ctx" $ctx "component" "server") | nindent 2 }}
+{{- end -}}

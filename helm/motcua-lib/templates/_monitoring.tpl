@@ -163,6 +163,44 @@ spec:
             summary: "dossier: a payment success did not match its dossier's own fee request"
             description: "{{ "{{" }} $value | printf `%.0f` {{ "}}" }} payment successes were kept out of their dossiers in the last hour (reason {{ "{{" }} $labels.reason {{ "}}" }}): money was taken that no open fee request asked for. Each is in the audit log as vn.motcua.dossier.payment_refused.v1."
             runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dossier-payment-refused") | quote }}
+        {{- /*
+        A key that cannot sign refuses the move that issues the paper (docs/adr/0086). One
+        refusal is often a blip (the TSA, a token session) that the officer's retry gets past:
+        with the window as long as pendingFor (5m), a lone failure leaves the condition true
+        for less than pendingFor and does not fire; failures that keep coming (another within
+        5 minutes of the last) do. increase() cannot see a series' first step either (a pod's
+        first failure for an agency), which "a lone failure" covers too.
+        */}}
+        - alert: MotcuaDocumentSigningFailing
+          expr: |
+            sum by (agency) (increase(motcua_dossier_signing_failures_total{ {{- $sel }}}[5m])) > 0
+          for: {{ $a.pendingFor.documentSigningFailing }}
+          labels:
+            severity: critical
+            service: {{ $svc }}
+          annotations:
+            summary: "dossier: the signing key of agency {{ "{{" }} $labels.agency {{ "}}" }} keeps failing"
+            description: "{{ "{{" }} $value | printf `%.0f` {{ "}}" }} papers of agency {{ "{{" }} $labels.agency {{ "}}" }} could not be signed in the last 5 minutes: its officers cannot receive, refuse, ask for supplements on or return the results of its dossiers (each such move is refused with FAILED_PRECONDITION naming the agency's key), and its citizens get no receipt."
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "dossier-document-signing") | quote }}
+        {{- end }}
+        {{- if eq $svc "notify" }}
+        {{- /*
+        Fetches of a signed paper (GetDocument) for an email that did not return the event's
+        bytes. Temporary outcomes (unavailable, unauthenticated, error) are retried; during a
+        dossier rollout a few are normal. pendingFor (15m) longer than the window (10m): it
+        fires when failures have kept coming for 5 minutes or more, no gap of 10.
+        */}}
+        - alert: MotcuaDocumentFetchFailing
+          expr: |
+            sum by (outcome) (increase(motcua_notify_document_fetches_total{ {{- $sel }}, outcome!="fetched"}[10m])) > 0
+          for: {{ $a.pendingFor.documentFetchFailing }}
+          labels:
+            severity: warning
+            service: {{ $svc }}
+          annotations:
+            summary: "notify: fetching signed papers from the dossier service keeps failing ({{ "{{" }} $labels.outcome {{ "}}" }})"
+            description: "{{ "{{" }} $value | printf `%.0f` {{ "}}" }} fetches of a receipt or result from the dossier service ended {{ "{{" }} $labels.outcome {{ "}}" }} in the last 10 minutes: those citizens' emails wait for a retry or were given up (permanent-failure) without the signed paper; the SMS with the link still goes out."
+            runbook_url: {{ include "motcua-lib.runbookUrl" (dict "base" $rb "page" "notify-document-fetch") | quote }}
         {{- end }}
         {{- if eq $svc "payment" }}
         {{- /* The second branch: a series new in the window (a reason's first rejections, or a

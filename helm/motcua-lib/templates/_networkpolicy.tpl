@@ -10,7 +10,10 @@ NetworkPolicies (opt-in: global.networkPolicy.enabled, or a service's own networ
   networkPolicy.ingress.httpNamespaces and httpFrom (the ingress controller, or the callers'
   CIDRs). Egress: DNS, Kafka, PostgreSQL, the OTLP collector (when an endpoint is set) and, for
   services that talk to the outside (notify: SMS/email/Zalo providers; payment: the gateway),
-  the CIDRs in networkPolicy.egress.external, plus networkPolicy.egress.extra.
+  the CIDRs in networkPolicy.egress.external (dossier: the TSA and a network HSM), plus
+  networkPolicy.egress.extra. Notify fetching the signed papers (services.notify.config.
+  DOSSIER_GRPC_TARGET set, docs/adr/0088): notify's egress to the dossier server pods' gRPC
+  port, and dossier's ingress from the notify server pods on it.
 - <release>-<svc>-migrate (the migration Job's pods): egress to DNS and PostgreSQL only. A
   pre-install/pre-upgrade hook of weight 5, so it exists before the Jobs (weight 10) run, even
   on the first install and under a namespace-wide default-deny of the platform's own; deleted
@@ -122,6 +125,15 @@ spec:
         {{- with $grpcPeers }}
         {{- . | nindent 8 }}
         {{- end }}
+        {{- if eq .Service "dossier" }}
+        {{- $notify := include "motcua-lib.peerContext" (dict "root" .Root "service" "notify") | fromYaml }}
+        {{- if and $notify.enabled $notify.documentsTarget }}
+        # notify fetches the signed papers (GetDocument; services.notify.config.DOSSIER_GRPC_TARGET)
+        - podSelector:
+            matchLabels:
+              {{- toYaml $notify.selectorLabels | nindent 14 }}
+        {{- end }}
+        {{- end }}
     {{- with $metricsPeers }}
     - ports:
         - port: {{ $.Values.ports.metrics }}
@@ -149,6 +161,19 @@ spec:
     {{- end }}
     {{- if $s.jwt.jwksUrl }}
     {{- include "motcua-lib.egressRule" (dict "target" $t.identityProvider "protocols" (list "TCP")) | nindent 4 }}
+    {{- end }}
+    {{- if and (eq .Service "notify") (dig "config" "DOSSIER_GRPC_TARGET" "" .Values) }}
+    {{- $dossier := include "motcua-lib.peerContext" (dict "root" .Root "service" "dossier") | fromYaml }}
+    {{- if $dossier.enabled }}
+    # the dossier service's gRPC port: GetDocument, for the signed papers attached to emails
+    - ports:
+        - port: {{ $dossier.grpcPort }}
+          protocol: TCP
+      to:
+        - podSelector:
+            matchLabels:
+              {{- toYaml $dossier.selectorLabels | nindent 14 }}
+    {{- end }}
     {{- end }}
     {{- range $le.external }}
     - to:

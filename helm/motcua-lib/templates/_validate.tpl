@@ -132,11 +132,44 @@ requests <= limits for each resource given in both. Call with (dict "resources" 
 {{- if lt (include "motcua-lib.terminationGrace" . | int64) $minGrace -}}
 {{- fail (printf "motcua %s: %s.terminationGracePeriodSeconds (%d) is shorter than preStopSleepSeconds (%d) + shutdownGraceSeconds (%d) + 5 s: the kubelet would kill the service before its shutdown deadline. Leave it unset (derived: %d) or raise it" $svc $at (int64 .Values.terminationGracePeriodSeconds) (.Values.preStopSleepSeconds | default 0 | int64) (int64 .Values.shutdownGraceSeconds) $minGrace) -}}
 {{- end -}}
-{{- /* Secrets are never values: a setting named like one must come from a Secret. */ -}}
-{{- $secretish := "(^|_)(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)$" -}}
+{{- /* Secrets are never values: a setting named like one must come from a Secret. A PIN or
+passphrase (a signing key's, docs/adr/0086) is read from a file by the keyring: secretFiles. */ -}}
+{{- $secretish := "(^|_)(PASSWORD|PASSPHRASE|PIN|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)$" -}}
 {{- range $suffix, $_ := .Values.config -}}
-{{- if regexMatch $secretish $suffix -}}
+{{- if regexMatch "(^|_)(PIN|PASSPHRASE)$" $suffix -}}
+{{- fail (printf "motcua %s: %s.config.%s looks like a PIN or passphrase, and values never hold secrets: the keyring reads PINs and passphrases from files, so mount it with %s.secretFiles.%s_FILE: {secretName: <Secret>, key: <key>} and point the keyring's pin_file or passphrase_file at its path (helm/README.md, \"Signed papers\")" $svc $at $suffix $at $suffix) -}}
+{{- else if regexMatch $secretish $suffix -}}
 {{- fail (printf "motcua %s: %s.config.%s looks like a secret, and values never hold secrets: use %s.secretEnv.%s: {secretName: <Secret>, key: <key>}" $svc $at $suffix $at $suffix) -}}
+{{- end -}}
+{{- end -}}
+{{- /* A *_FILE setting holds a path: from secretEnv it would hold the Secret's content. */ -}}
+{{- range $suffix, $_ := .Values.secretEnv | default dict -}}
+{{- if hasSuffix "_FILE" $suffix -}}
+{{- fail (printf "motcua %s: %s.secretEnv.%s would set %s%s to the Secret's content, but the setting is a file's path: use %s.secretFiles.%s: {secretName: <Secret>, key: <key>} (mounted read-only, the setting set to its path)" $svc $at $suffix $p $suffix $at $suffix) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Files the service reads that come from Secrets (the signed papers' keyring, notify's
+service token): only through secretFiles, which mounts them where the setting points. A path
+under `config` that no secretFiles entry mounts names a file the pod does not have. */ -}}
+{{- $paths := include "motcua-lib.paths" . | fromYaml -}}
+{{- $mounted := list -}}
+{{- range $suffix, $ref := .Values.secretFiles | default dict -}}
+{{- $mounted = append $mounted (printf "%s/%s/%s" $paths.files (lower $suffix | replace "_" "-") $ref.key) -}}
+{{- end -}}
+{{- $config := .Values.config | default dict -}}
+{{- range $suffix := get (dict "dossier" (list "DOCUMENTS_KEYRING") "notify" (list "DOSSIER_TOKEN_FILE")) $svc | default list -}}
+{{- if and (hasKey $config $suffix) (not (has (toString (get $config $suffix)) $mounted)) -}}
+{{- fail (printf "motcua %s: %s.config.%s (%v) is not a file the chart mounts: give it as %s.secretFiles.%s: {secretName: <Secret>, key: <key>}, which mounts the key read-only at %s/%s/<key> and sets %s%s to that path (helm/README.md, \"Signed papers\")" $svc $at $suffix (get $config $suffix) $at $suffix $paths.files (lower $suffix | replace "_" "-") $p $suffix) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Notify fetches the signed papers from the dossier service (docs/adr/0088). */ -}}
+{{- if and (eq $svc "notify") (get $config "DOSSIER_GRPC_TARGET") -}}
+{{- if not (or (hasKey (.Values.secretFiles | default dict) "DOSSIER_TOKEN_FILE") (hasKey $config "DOSSIER_TOKEN_FILE")) -}}
+{{- fail (printf "motcua notify: %s.config.DOSSIER_GRPC_TARGET is set but %s.secretFiles.DOSSIER_TOKEN_FILE is not: notify calls GetDocument with a service account's bearer token read from that file, and refuses to start without it. Add %s.secretFiles.DOSSIER_TOKEN_FILE: {secretName: <Secret>, key: <key>}" $at $at $at) -}}
+{{- end -}}
+{{- $dossier := include "motcua-lib.peerContext" (dict "root" .Root "service" "dossier") | fromYaml -}}
+{{- if and $dossier.enabled $dossier.tls (not (hasKey $config "DOSSIER_GRPC_CA_FILE")) -}}
+{{- fail (printf "motcua notify: %s.config.DOSSIER_GRPC_TARGET is set and the dossier service serves gRPC over TLS, but %s.config.DOSSIER_GRPC_CA_FILE is not set, so notify would connect in plaintext and every fetch would fail: set DOSSIER_GRPC_CA_FILE (and, for mTLS, DOSSIER_GRPC_CERT_FILE and DOSSIER_GRPC_KEY_FILE), e.g. to notify's own certificate files under %s (values-prod.yaml)" $at $at (include "motcua-lib.paths" . | fromYaml).tls) -}}
 {{- end -}}
 {{- end -}}
 {{- range .Values.extraEnv -}}
