@@ -35,10 +35,11 @@ from kafka import KafkaProducer
 from sqlalchemy import create_engine, text
 
 from dossier_client import CITIZEN_ID, submit_request
-from harness import ROOT, Kafka, Postgres, wait_for
+from harness import ROOT, Kafka, Postgres, free_port, wait_for
 from monitoring_backend import LagCollector, Prometheus, Target, dashboard_queries
 from motcua.dossier.v1 import dossier_pb2
 from motcua.payment.v1 import payment_pb2, payment_pb2_grpc
+from motcua_documents.devpki import DevPki
 from motcua_payment.sandbox.client import SandboxClient
 from suite import Suite, running_suite, transition
 
@@ -138,15 +139,25 @@ OLDEST_PENDING = 'motcua_outbox_oldest_pending_seconds{job="motcua-dossier"}'
 
 @pytest.fixture(scope="module")
 def monitored(
-    postgres: Postgres, signing_keys: tuple[bytes, Path], token: Any
+    postgres: Postgres, signing_keys: tuple[bytes, Path], token: Any, dev_pki: DevPki
 ) -> Iterator[Monitored]:
     work = Path(tempfile.mkdtemp(prefix="motcua-prometheus-"))
+    # The signed papers on, so their series (issued, signing, notify's fetches) exist too.
+    (work / "notify-dossier.token").write_text(token("service", subject="notify"))
+    dossier_port = free_port()
+    papers = {
+        "dossier": {"DOCUMENTS_KEYRING": str(dev_pki.keyring), "GRPC_PORT": str(dossier_port)},
+        "notify": {
+            "DOSSIER_GRPC_TARGET": f"127.0.0.1:{dossier_port}",
+            "DOSSIER_TOKEN_FILE": str(work / "notify-dossier.token"),
+        },
+    }
     kafka = Kafka(state_dir=work / "kafka")
     kafka.start()
     collector = LagCollector(work / "otelcol", kafka.bootstrap)
     prometheus: Prometheus | None = None
     try:
-        with running_suite(kafka, postgres, signing_keys, token, work) as suite:
+        with running_suite(kafka, postgres, signing_keys, token, work, papers) as suite:
             groups = {
                 name: proc.env[proc.prefix + "CONSUMER_GROUP"]
                 for name, proc in suite.services.items()
